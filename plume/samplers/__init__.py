@@ -1,0 +1,52 @@
+"""Samplers by name. Each is a stateless function over an explicit grid and explicit per-sample noise."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import unknown_name
+from .adaptive import adaptive_ode
+from .ancestral import ddim, ddpm
+from .dpm_solver import dpmpp_2m, dpmpp_3m
+from .euler import euler, heun
+from .grids import GRIDS, Grid, grid_from_sigmas, grid_from_times, time_grid
+from .loop import ancestral_split, apply_hook, step_pairs
+from .noise import SeedNoise
+from .stochastic import euler_maruyama, langevin_correct, predictor_corrector
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler function with its default grid and model evaluations per step (for NFE budgets)."""
+
+    function: Callable
+    default_grid: str
+    evaluations_per_step: float = 1.0
+    options: dict = field(default_factory=dict)
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec(ddpm, "trailing"),
+    "ddim": SamplerSpec(ddim, "trailing"),
+    "euler": SamplerSpec(euler, "karras"),
+    "heun": SamplerSpec(heun, "karras", 2.0),
+    "euler-maruyama": SamplerSpec(euler_maruyama, "karras"),
+    "pc": SamplerSpec(predictor_corrector, "karras", 2.0),
+    "dpm++2m": SamplerSpec(dpmpp_2m, "logsnr"),
+    "dpm++3m": SamplerSpec(dpmpp_3m, "logsnr"),
+    "ode": SamplerSpec(adaptive_ode, "karras", 0.0),
+}
+
+
+def sampler_spec(name: str) -> SamplerSpec:
+    """Look a sampler up by name; an unknown name lists the valid ones."""
+    if name not in SAMPLERS:
+        raise unknown_name("sampler", name, list(SAMPLERS))
+    return SAMPLERS[name]
+
+
+__all__ = [
+    "SAMPLERS", "SamplerSpec", "sampler_spec", "GRIDS", "Grid", "time_grid", "grid_from_sigmas", "grid_from_times",
+    "SeedNoise", "step_pairs", "apply_hook", "ancestral_split", "ddpm", "ddim", "euler", "heun", "euler_maruyama",
+    "predictor_corrector", "langevin_correct", "dpmpp_2m", "dpmpp_3m", "adaptive_ode",
+]
