@@ -63,7 +63,8 @@ def build_grid(process: GaussianProcess, sampler: str, steps: int, grid: Optiona
         return grid_from_sigmas(process, sigmas)
     if times is not None:
         return grid_from_times(process, times)
-    return time_grid(process, steps, grid or sampler_spec(sampler).default_grid)
+    spec = sampler_spec(sampler)
+    return time_grid(process, spec.grid_steps or steps, grid or spec.default_grid)
 
 
 def sample(

@@ -41,7 +41,8 @@ def diffusers_sample(scheduler, eps: Callable, x_start: torch.Tensor, steps: int
         model_input = scheduler.scale_model_input(x, t)
         out = eps(model_input, t)
         evaluations += 1
-        x = scheduler.step(out, t, x, generator=generator).prev_sample
+        extra = {} if generator is None else {"generator": generator}  # Heun's step takes no generator
+        x = scheduler.step(out, t, x, **extra).prev_sample
         if trajectory is not None:
             trajectory.append(x.clone())
     return x, evaluations

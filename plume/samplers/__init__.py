@@ -1,7 +1,7 @@
 """Samplers by name. Each is a stateless function over an explicit grid and explicit per-sample noise."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import unknown_name
@@ -22,7 +22,8 @@ class SamplerSpec:
     function: Callable
     default_grid: str
     evaluations_per_step: float = 1.0
-    options: dict = field(default_factory=dict)
+    grid_steps: "int | None" = None  # adaptive solvers need only the grid's ends
+
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
@@ -34,7 +35,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "pc": SamplerSpec(predictor_corrector, "karras", 2.0),
     "dpm++2m": SamplerSpec(dpmpp_2m, "logsnr"),
     "dpm++3m": SamplerSpec(dpmpp_3m, "logsnr"),
-    "ode": SamplerSpec(adaptive_ode, "karras", 0.0),
+    "ode": SamplerSpec(adaptive_ode, "karras", 0.0, grid_steps=2),
 }
 
 

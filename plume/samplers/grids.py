@@ -40,10 +40,13 @@ def uniform(process: GaussianProcess, steps: int) -> Grid:
 
 def trailing(process: GaussianProcess, steps: int) -> Grid:
     """Uniform in t, rounded to whole steps for discrete processes (diffusers' "trailing")."""
-    grid = uniform(process, steps)
     if process.steps is None:
-        return grid
-    return _from_times(process, torch.round(grid.times))
+        return uniform(process, steps)
+    # t_i = round(T - i T / N) - 1 (Lin et al. 2024, table 2), in numpy.arange's arithmetic so ties round as diffusers'
+    end = process.clean_end()
+    span = process.t_max - end  # T
+    delta = (span - span / steps) - span
+    return _from_times(process, torch.round(span + torch.arange(steps + 1, dtype=torch.float64) * delta) + end)
 
 
 def leading(process: GaussianProcess, steps: int) -> Grid:
