@@ -28,46 +28,50 @@ def _snr(process: GaussianProcess, t: torch.Tensor) -> torch.Tensor:
     return process.sigma_ratio(t) ** -2
 
 
+def _edm_weight(process: GaussianProcess, t: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    s = process.sigma_ratio(t)
+    return (s**2 + sigma_data**2) / (s * sigma_data) ** 2
+
+
+# w(process, prediction, t, sigma_data, gamma) on the x0-space error
+_WEIGHTS: dict[str, Callable[..., torch.Tensor]] = {
+    "simple": lambda process, prediction, t, sigma_data, gamma: prediction.output_weight(process, t),
+    "snr": lambda process, prediction, t, sigma_data, gamma: _snr(process, t),
+    "min-snr": lambda process, prediction, t, sigma_data, gamma: torch.clamp(_snr(process, t), max=gamma),
+    "edm": lambda process, prediction, t, sigma_data, gamma: _edm_weight(process, t, sigma_data),
+    "likelihood": lambda process, prediction, t, sigma_data, gamma: -time_derivative(lambda u: _snr(process, u), t),
+}
+WEIGHTINGS = tuple(_WEIGHTS)
+
+
 def x0_weight(name: str, process: GaussianProcess, prediction: Prediction, t: torch.Tensor,
               sigma_data: float = 0.5, gamma: float = 5.0) -> torch.Tensor:
     """w(t) on the x0-space squared error for weighting `name`, shape (B,)."""
-    if name == "simple":
-        return prediction.output_weight(process, t)
-    if name == "snr":
-        return _snr(process, t)
-    if name == "min-snr":
-        return torch.clamp(_snr(process, t), max=gamma)
-    if name == "edm":
-        s = process.sigma_ratio(t)
-        return (s**2 + sigma_data**2) / (s * sigma_data) ** 2
-    if name == "likelihood":
-        return -time_derivative(lambda u: _snr(process, u), t)
-    raise unknown_name("loss weighting", name, WEIGHTINGS)
-
-
-WEIGHTINGS = ("simple", "snr", "min-snr", "edm", "likelihood")
-
-
-def sample_times(name: str, process: GaussianProcess, n: int, generator: Optional[torch.Generator] = None,
-                 p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
-    """Draw n training times (float64, (n,)) by rule `name`."""
-    if name == "uniform":
-        return process.uniform_time(torch.rand(n, dtype=torch.float64, generator=generator))
-    if name == "lognormal":
-        s = torch.exp(p_mean + p_std * torch.randn(n, dtype=torch.float64, generator=generator))
-        return _clamped_time(process, s)
-    if name == "logsnr":
-        ends = process.sigma_ratio(torch.tensor([process.t_min, process.t_max], dtype=torch.float64)).log()
-        u = torch.rand(n, dtype=torch.float64, generator=generator)
-        return _clamped_time(process, torch.exp(ends[0] + u * (ends[1] - ends[0])))
-    raise unknown_name("time sampling", name, TIME_SAMPLINGS)
-
-
-TIME_SAMPLINGS = ("uniform", "lognormal", "logsnr")
+    if name not in _WEIGHTS:
+        raise unknown_name("loss weighting", name, WEIGHTINGS)
+    return _WEIGHTS[name](process, prediction, t, sigma_data, gamma)
 
 
 def _clamped_time(process: GaussianProcess, s: torch.Tensor) -> torch.Tensor:
     return process.time_of_sigma_ratio(s).clamp(process.t_min, process.t_max)
 
 
-WeightFn = Callable[[GaussianProcess, Prediction, torch.Tensor], torch.Tensor]
+def _logsnr_uniform(process: GaussianProcess, u: torch.Tensor) -> torch.Tensor:
+    ends = process.sigma_ratio(torch.tensor([process.t_min, process.t_max], dtype=torch.float64)).log()
+    return _clamped_time(process, torch.exp(ends[0] + u * (ends[1] - ends[0])))
+
+
+def sample_times(name: str, process: GaussianProcess, n: int, generator: Optional[torch.Generator] = None,
+                 p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+    """Draw n training times (float64, (n,)) by rule `name`."""
+    if name not in TIME_SAMPLINGS:
+        raise unknown_name("time sampling", name, TIME_SAMPLINGS)
+    if name == "lognormal":
+        z = torch.randn(n, dtype=torch.float64, generator=generator)
+        return _clamped_time(process, torch.exp(p_mean + p_std * z))
+    u = torch.rand(n, dtype=torch.float64, generator=generator)
+    return process.uniform_time(u) if name == "uniform" else _logsnr_uniform(process, u)
+
+
+TIME_SAMPLINGS = ("uniform", "lognormal", "logsnr")
+
