@@ -6,6 +6,7 @@ with exit code 2 for a bad command line and 1 for anything else Plume rejects; n
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,8 +17,10 @@ import torch
 from . import __version__
 from .backbones import backbone
 from .data import TOY_SETS, toy_data
+from .data.toy import MIXTURES as MIXTURE_SETS, toy_mixture
 from .denoiser import Denoiser
 from .errors import PlumeError
+from .metrics import vector_report
 from .objective import TIME_SAMPLINGS, WEIGHTINGS
 from .predictions import PREDICTIONS
 from .processes import PROCESSES
@@ -140,6 +143,19 @@ def sample(run: Path, n: int, sampler: str, steps: int, grid: Optional[str], see
         if info.get("name") in TOY_SETS else None
     png = scatter_plot(out.with_suffix(".png"), x, reference, title=f"samples ({sampler}, {steps} steps)")
     click.echo(f"{n} samples -> {out}; plot -> {png}")
+    if info.get("name") in TOY_SETS:
+        evaluate_toy(x, info, out.with_suffix(".json"))
+
+
+def evaluate_toy(x: torch.Tensor, info: dict, path: Path) -> None:
+    """Compare samples with two fresh draws of the toy set (seeds the training data did not use); write JSON."""
+    name, seed = info["name"], int(info.get("seed", 0))
+    held_out, floor_set = toy_data(name, len(x), seed + 1_000_001), toy_data(name, len(x), seed + 2_000_003)
+    mixture = toy_mixture(name) if name in MIXTURE_SETS else None
+    report = vector_report(x, held_out, floor_set, mixture)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"  {k}: {report[k]:.4f} (two exact sets: {report[k + '_floor']:.4f})" for k in report if not k.endswith("_floor")]
+    click.echo("evaluation against held-out data -> " + str(path) + "\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
