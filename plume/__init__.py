@@ -6,12 +6,13 @@ from .predictions import PREDICTIONS, Prediction, prediction
 from .processes import PROCESSES, GaussianProcess, process
 from .samplers import GRIDS, SAMPLERS, SeedNoise, time_grid
 from .sampling import sample, scaled_denoiser
+from .samplers.optimized_grid import optimize_grid
 from .backbones import BACKBONES, backbone
 from .denoiser import Denoiser
 from .train import TrainConfig, load_denoiser
 
 __all__ = [
     "PlumeError", "PREDICTIONS", "Prediction", "prediction", "PROCESSES", "GaussianProcess", "process",
-    "GRIDS", "SAMPLERS", "SeedNoise", "time_grid", "sample", "scaled_denoiser", "__version__",
+    "GRIDS", "SAMPLERS", "SeedNoise", "time_grid", "sample", "scaled_denoiser", "optimize_grid", "__version__",
     "BACKBONES", "backbone", "Denoiser", "TrainConfig", "load_denoiser",
 ]

@@ -19,7 +19,7 @@ def ddim(denoise: ScaledDenoiser, y: torch.Tensor, sigmas: torch.Tensor, noise: 
         x0 = denoise(y, s)  # (B, ...)
         s_down, s_up = ancestral_split(s, s_next, eta)
         y = x0 + (s_down / s).to(y.dtype) * (y - x0)
-        if float(s_up) > 0:
+        if bool(s_up > 0):
             y = y + s_up.to(y.dtype) * noise.randn_like(y)
         y = apply_hook(hook, y, s_next)
     return y

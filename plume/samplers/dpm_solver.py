@@ -19,7 +19,7 @@ from .noise import SeedNoise
 def _multistep_update(y: torch.Tensor, history: list[tuple[torch.Tensor, torch.Tensor]], s_next: torch.Tensor, order: int) -> torch.Tensor:
     """One DPM-Solver++ step of `order` from the last `order` (lambda, D) pairs, newest last."""
     lam0, d0 = history[-1]
-    if float(s_next) == 0.0:
+    if bool(s_next == 0):
         return d0
     lam_next = -torch.log(s_next)
     h = lam_next - lam0

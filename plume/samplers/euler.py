@@ -34,7 +34,7 @@ def heun(denoise: ScaledDenoiser, y: torch.Tensor, sigmas: torch.Tensor, noise: 
             y = y + (churn_noise * torch.sqrt(s_hat**2 - s**2)).to(y.dtype) * noise.randn_like(y)
         slope = (y - denoise(y, s_hat)) / s_hat.to(y.dtype)
         y_next = y + (s_next - s_hat).to(y.dtype) * slope
-        if float(s_next) > 0:
+        if bool(s_next > 0):
             slope_next = (y_next - denoise(y_next, s_next)) / s_next.to(y.dtype)
             y_next = y + (s_next - s_hat).to(y.dtype) * 0.5 * (slope + slope_next)
         y = apply_hook(hook, y_next, s_next)

@@ -31,7 +31,7 @@ def apply_hook(hook: Hook, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 def ancestral_split(s: torch.Tensor, s_next: torch.Tensor, eta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(s_down, s_up) with s_down^2 + s_up^2 = s_next^2; eta = 1 is the DDPM posterior (DDIM eq. 16)."""
-    if float(s_next) == 0.0:
+    if bool(s_next == 0):
         return s_next, s_next
     s_up = torch.clamp(eta * torch.sqrt(s_next**2 * (s**2 - s_next**2) / s**2), max=s_next)
     return torch.sqrt(s_next**2 - s_up**2), s_up

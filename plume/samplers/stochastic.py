@@ -20,7 +20,7 @@ from .noise import SeedNoise
 def _reverse_sde_step(score: torch.Tensor, y: torch.Tensor, s: torch.Tensor, s_next: torch.Tensor, noise: SeedNoise) -> torch.Tensor:
     variance = (s**2 - s_next**2).to(y.dtype)
     mean = y + variance * score
-    if float(s_next) == 0.0:
+    if bool(s_next == 0):
         return mean
     return mean + torch.sqrt(variance) * noise.randn_like(y)
 
