@@ -14,13 +14,6 @@ from plume.train import checkpoint as ckpt_module
 from plume.train.checkpoint import FORMAT_VERSION, build_denoiser, denoiser_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def trained_parts(seed: int = 0):
     """A small denoiser after two AdamW steps (so the optimizer has state), its EMA and optimizer."""

@@ -11,7 +11,7 @@ import torch
 
 import plume
 from plume.data import GaussianMixture, ring_mixture
-from plume.samplers import grid_from_sigmas, time_grid
+from plume.samplers import time_grid
 
 MIXTURE = ring_mixture(8, 2.0, 0.3)
 EXACT = MIXTURE.sample(4000, torch.Generator().manual_seed(1))[0]

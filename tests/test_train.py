@@ -12,13 +12,6 @@ from plume.train import TrainConfig, check_data, load_checkpoint, train
 from plume.train import trainer as trainer_module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def small_denoiser(seed: int, width: int = 16, depth: int = 1, **kinds) -> Denoiser:
     torch.manual_seed(seed)

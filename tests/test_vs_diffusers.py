@@ -55,14 +55,6 @@ BETAS = {"linear": dict(beta_start=1e-4, beta_end=0.02, beta_schedule="linear"),
          "cosine": dict(beta_schedule="squaredcos_cap_v2")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batches of 8 gain nothing from threads, and on a loaded 2-core machine each threaded op waits ~15 ms."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make(cls, betas: str = "linear", table: str = "float32", **config):
     """A scheduler on DDPM's table with clipping off (the data leave [-1, 1]); table="float64" gives it Plume's."""

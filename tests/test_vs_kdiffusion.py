@@ -75,14 +75,6 @@ def _load_sampling() -> types.ModuleType:
 K = _load_sampling()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batches of 8 gain nothing from threads, and on a loaded 2-core machine each threaded op waits ~15 ms."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 # --- the shared denoiser and what it saw ----------------------------------------------------------------------
 class RandomMLP(torch.nn.Module):

@@ -76,7 +76,7 @@ def ring_mixture(count: int = 8, radius: float = 2.0, std: float = 0.15) -> Gaus
 
 
 def random_mixture(dim: int, components: int = 8, spread: float = 1.0, std: float = 0.3, seed: int = 0) -> GaussianMixture:
-    """Unequal-weight components with random means (N(0, spread^2 / dim)-scaled) in `dim` dimensions."""
+    """Unequal-weight components with means spread * N(0, I) in `dim` dimensions and a common std."""
     g = torch.Generator().manual_seed(seed)
     means = spread * torch.randn(components, dim, dtype=torch.float64, generator=g)
     weights = 0.5 + torch.rand(components, dtype=torch.float64, generator=g)
