@@ -211,18 +211,20 @@ def plume_configs(process) -> list[Config]:
     return configs
 
 
-FITTED_SAMPLERS = ("dpm++2m", "dpm++3m")
+FITTED_SAMPLERS = {"dpm++2m": ("dpm++2m", {}), "dpm++3m": ("dpm++3m", {}), "adams": ("adams", {"order": 3}),
+                   "adams-4": ("adams", {"order": 4})}
 FIT_PILOT, FIT_ITERATIONS, FIT_SEED = 256, 300, 10**7
 _FITTED: dict = {}
 
 
-def fitted_sigmas(problem: Problem, process, name: str, target: int, log: Callable = print) -> torch.Tensor:
+def fitted_sigmas(problem: Problem, process, label: str, target: int) -> torch.Tensor:
     """plume.optimize_grid on pilot draws whose seeds (10^7 + k) none of the evaluated samples use; cached."""
-    key = (problem.name, name, target)
+    key, (name, options) = (problem.name, label, target), FITTED_SAMPLERS[label]
     if key not in _FITTED:
         start = time.time()
         grid = plume.optimize_grid(problem.fast.denoiser(process), process, (FIT_PILOT, problem.dim), sampler=name,
-                                   steps=plume_steps(name, target), pilot_seed=FIT_SEED, iterations=FIT_ITERATIONS)
+                                   steps=plume_steps(name, target), pilot_seed=FIT_SEED, iterations=FIT_ITERATIONS,
+                                   **options)
         _FITTED[key] = grid.sigmas
         print(f"  fitted {name} grid for NFE {target} in {time.time() - start:.1f}s", file=sys.stderr, flush=True)
     return _FITTED[key]
@@ -231,11 +233,11 @@ def fitted_sigmas(problem: Problem, process, name: str, target: int, log: Callab
 def plume_fitted_configs(process) -> list[Config]:
     """Plume's multistep samplers on grids fitted to the model (one-time cost, logged; pilots disjoint from x_T)."""
     configs = []
-    for name in FITTED_SAMPLERS:
-        def draw(problem, target, model, name=name):
-            return plume.sample(model, process, (problem.n, problem.dim), sampler=name,
-                                sigmas=fitted_sigmas(problem, process, name, target), x_start=problem.z, dtype=torch.float64)
-        configs.append(Config("plume", name, "fitted", True, False, draw))
+    for label, (name, options) in FITTED_SAMPLERS.items():
+        def draw(problem, target, model, label=label, name=name, options=options):
+            return plume.sample(model, process, (problem.n, problem.dim), sampler=name, x_start=problem.z,
+                                sigmas=fitted_sigmas(problem, process, label, target), dtype=torch.float64, **options)
+        configs.append(Config("plume", label, "fitted", True, False, draw))
     return configs
 
 
@@ -617,7 +619,7 @@ one with the best geometric mean over the NFEs of rmse (deterministic samplers) 
 on all samples, with Plume's default grid as a second row where it is another. diffusers runs with clip_sample
 and thresholding off and final_sigmas_type "zero" where it exists, except where diffusers 0.42 refuses it or
 returns NaN with it (DPM-Solver in noise prediction, "eps"; UniPC with B(h) = bh1): those end at sigma_min.
-Plume's dpm++2m and dpm++3m also run on "fitted" grids: `plume.optimize_grid` chooses the N noise levels by
+Plume's dpm++2m, dpm++3m and adams (orders 3 and 4) also run on "fitted" grids: `plume.optimize_grid` chooses the N noise levels by
 differentiating the sampler through them to match the exact ODE on 256 pilot draws (seeds 10^7 + k, never used
 by the evaluated samples; 300 Adam steps, a one-time cost per model, sampler and NFE, logged by the script and not
 counted in the NFE, as a tuned schedule is not counted either). diffusers has no equivalent option.

@@ -30,7 +30,7 @@ def test_floor_is_small():
     assert gap < 0.06 and tv < 0.05
 
 
-DETERMINISTIC = {"ddim": 50, "euler": 50, "heun": 25, "dpm++2m": 25, "dpm++3m": 25, "ode": 1}
+DETERMINISTIC = {"ddim": 50, "euler": 50, "heun": 25, "dpm++2m": 25, "dpm++3m": 25, "adams": 25, "ode": 1}
 
 
 @pytest.mark.parametrize("process_name", list(plume.PROCESSES))
@@ -82,6 +82,33 @@ def test_convergence_order_of_euler_and_heun(process_name):
         errors = [float((_endpoint(sampler, n, process, x_start, mixture) - reference).pow(2).mean().sqrt()) for n in counts]
         slope = -(math.log(errors[-1]) - math.log(errors[0])) / (math.log(counts[-1]) - math.log(counts[0]))
         assert abs(slope - order) < 0.25, (sampler, errors, slope)
+
+
+@pytest.mark.parametrize("order, corrector, expected", [(1, False, 1.0), (2, False, 2.0), (2, True, 3.0), (3, True, 4.0)])
+def test_convergence_order_of_exponential_adams(order, corrector, expected):
+    """Adams-Bashforth of order p converges as N^-p; the Adams-Moulton corrector adds one order."""
+    process = plume.process("edm")
+    mixture = GaussianMixture(torch.ones(3), torch.tensor([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0]]), torch.full((3,), 0.5))
+    x_start = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * process.prior_std()
+
+    def endpoint(steps):
+        sigmas = time_grid(process, steps, "logsnr").sigmas[:-1]
+        return plume.sample(mixture.denoiser(process), process, x_start.shape, sampler="adams", sigmas=sigmas,
+                            x_start=x_start, dtype=torch.float64, order=order, corrector=corrector)
+
+    reference = endpoint(1024)
+    counts = [24, 48, 96]
+    errors = [float((endpoint(n) - reference).pow(2).mean().sqrt()) for n in counts]
+    slope = -(math.log(errors[-1]) - math.log(errors[0])) / (math.log(counts[-1]) - math.log(counts[0]))
+    assert abs(slope - expected) < 0.35, (errors, slope)
+
+
+def test_first_order_adams_is_ddim():
+    process = plume.process("vp")
+    fn = MIXTURE.denoiser(process)
+    kwargs = dict(steps=12, grid="logsnr", seed=3, dtype=torch.float64)
+    adams = plume.sample(fn, process, (64, 2), sampler="adams", order=1, corrector=False, **kwargs)
+    torch.testing.assert_close(adams, plume.sample(fn, process, (64, 2), sampler="ddim", **kwargs), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("process_name", list(plume.PROCESSES))

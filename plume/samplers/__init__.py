@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import unknown_name
+from .adams import adams
 from .adaptive import adaptive_ode
 from .ancestral import ddim, ddpm
 from .dpm_solver import dpmpp_2m, dpmpp_3m
@@ -35,6 +36,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "pc": SamplerSpec(predictor_corrector, "karras", 2.0),
     "dpm++2m": SamplerSpec(dpmpp_2m, "logsnr"),
     "dpm++3m": SamplerSpec(dpmpp_3m, "logsnr"),
+    "adams": SamplerSpec(adams, "logsnr"),
     "ode": SamplerSpec(adaptive_ode, "karras", 0.0, grid_steps=2),
 }
 
@@ -49,5 +51,5 @@ def sampler_spec(name: str) -> SamplerSpec:
 __all__ = [
     "SAMPLERS", "SamplerSpec", "sampler_spec", "GRIDS", "Grid", "time_grid", "grid_from_sigmas", "grid_from_times",
     "SeedNoise", "step_pairs", "apply_hook", "ancestral_split", "ddpm", "ddim", "euler", "heun", "euler_maruyama",
-    "predictor_corrector", "langevin_correct", "dpmpp_2m", "dpmpp_3m", "adaptive_ode",
+    "predictor_corrector", "langevin_correct", "dpmpp_2m", "dpmpp_3m", "adams", "adaptive_ode",
 ]

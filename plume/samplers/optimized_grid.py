@@ -23,7 +23,7 @@ from .adaptive import adaptive_ode
 from .grids import Grid, grid_from_sigmas, time_grid
 from .noise import SeedNoise
 
-DETERMINISTIC = ("ddim", "euler", "heun", "dpm++2m", "dpm++3m")
+DETERMINISTIC = ("ddim", "euler", "heun", "dpm++2m", "dpm++3m", "adams")
 
 
 def _levels(lambda_start: float, raw_gaps: torch.Tensor) -> torch.Tensor:
@@ -33,8 +33,8 @@ def _levels(lambda_start: float, raw_gaps: torch.Tensor) -> torch.Tensor:
 
 def optimize_grid(fn: Callable, process: "str | GaussianProcess", shape: tuple, sampler: str = "dpm++3m", steps: int = 10,
                   prediction: "str | Prediction" = "x0", init_grid: Optional[str] = None, pilot_seed: int = 1_000_000,
-                  iterations: int = 300, lr: float = 0.05, reference_tolerance: float = 1e-7,
-                  dtype: torch.dtype = torch.float64, progress: bool = False) -> Grid:
+                  iterations: int = 300, lr: float = 0.1, reference_tolerance: float = 1e-7,
+                  dtype: torch.dtype = torch.float64, progress: bool = False, **sampler_options) -> Grid:
     """Fit the `steps`-step grid of a deterministic `sampler` to fn on pilot draws of `shape` (n, ...)."""
     if sampler not in DETERMINISTIC:
         raise PlumeError(f"grids are fitted for deterministic fixed-step samplers ({', '.join(DETERMINISTIC)}), not {sampler!r}")
@@ -57,7 +57,7 @@ def optimize_grid(fn: Callable, process: "str | GaussianProcess", shape: tuple, 
         optimizer.zero_grad()
         sigmas = _levels(lambda_start, raw)
         y = SAMPLERS[sampler].function(denoise, y_start * torch.sqrt(sigmas[0] ** 2 + 1) / math.sqrt(float(start[0]) ** 2 + 1),
-                                       sigmas, noise)
+                                       sigmas, noise, **sampler_options)
         loss = (y - reference).pow(2).mean()
         loss.backward()
         optimizer.step()
