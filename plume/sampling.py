@@ -19,16 +19,23 @@ from .samplers import Grid, SeedNoise, grid_from_sigmas, grid_from_times, sample
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def time_on_grid(process: GaussianProcess, s: torch.Tensor, grid: Optional[Grid] = None) -> torch.Tensor:
+    """t(s), exact on grid points (e.g. whole DDPM steps, the clean end) instead of the inverse's rounding."""
+    t = process.time_of_sigma_ratio(s)
+    if grid is None:
+        return t
+    flat = s.reshape(-1)
+    match = flat[:, None] == grid.sigmas.to(s.device)[None, :]  # (B, N + 1)
+    exact = grid.times.to(s.device)[match.float().argmax(1)]
+    return torch.where(match.any(1), exact, t.reshape(-1)).reshape(s.shape)
+
+
 def scaled_denoiser(fn: ModelFn, process: GaussianProcess, prediction: Prediction, grid: Optional[Grid] = None) -> Callable:
     """Wrap fn(x_t, t) -> prediction into D(y, s) -> x0_hat; grid points get their exact times."""
 
     def denoise(y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         s = torch.as_tensor(s, dtype=torch.float64, device=y.device).expand(y.shape[0])  # (B,)
-        t = process.time_of_sigma_ratio(s)
-        if grid is not None:  # exact grid times (e.g. whole DDPM steps) instead of the inverse's rounding
-            match = s[:, None] == grid.sigmas.to(s.device)[None, :]  # (B, N + 1)
-            t = torch.where(match.any(1), grid.times.to(s.device)[match.float().argmax(1)], t)
-        t = t.to(y.dtype)
+        t = time_on_grid(process, s, grid).to(y.dtype)
         x = append_dims(process.alpha(t), y) * y
         out = fn(x, t)
         check_model_output(out, x, t)
@@ -122,8 +129,7 @@ def _scaled_hook(hook, process: GaussianProcess, grid: Grid):
 
     def scaled(y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         s = torch.as_tensor(s, dtype=torch.float64)
-        match = (grid.sigmas.to(s.device) == s).nonzero()
-        t = grid.times[int(match[0])] if len(match) else process.time_of_sigma_ratio(s)
+        t = time_on_grid(process, s, grid)
         alpha = process.alpha(t).to(y.dtype) if float(s) > 0 else torch.ones((), dtype=y.dtype)
         out = hook(y * alpha, t.to(y.dtype))
         return None if out is None else out / alpha

@@ -56,8 +56,7 @@ def optimize_grid(fn: Callable, process: "str | GaussianProcess", shape: tuple, 
     for _ in tqdm(range(iterations), desc=f"fitting a {steps}-step {sampler} grid", disable=not progress, leave=False):
         optimizer.zero_grad()
         sigmas = _levels(lambda_start, raw)
-        y = SAMPLERS[sampler].function(denoise, y_start * torch.sqrt(sigmas[0] ** 2 + 1) / math.sqrt(float(start[0]) ** 2 + 1),
-                                       sigmas, noise, **sampler_options)
+        y = SAMPLERS[sampler].function(denoise, y_start, sigmas, noise, **sampler_options)  # sigmas[0] = start[0], fixed
         loss = (y - reference).pow(2).mean()
         loss.backward()
         optimizer.step()
