@@ -89,13 +89,13 @@ def test_resume_after_a_crash_from_the_last_periodic_checkpoint(tmp_path, monkey
 
     real_step = trainer_module.train_step
 
-    def crash_at_25(denoiser, optimizer, data, cond, config, step):
+    def crash_at_25(denoiser, optimizer, data, config, step, scaler):
         if step == 25:
-            raise KeyboardInterrupt
-        return real_step(denoiser, optimizer, data, cond, config, step)
+            raise RuntimeError("simulated crash")
+        return real_step(denoiser, optimizer, data, config, step, scaler)
 
     monkeypatch.setattr(trainer_module, "train_step", crash_at_25)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RuntimeError, match="simulated crash"):
         train(small_denoiser(0, **KINDS), data, tmp_path / "b", TrainConfig(steps=30, **OPTIONS), progress=False)
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "b").step == 20  # steps 21-25 were lost with the crash, and logged

@@ -1,13 +1,15 @@
-"""Training: the loop, EMA, and checkpoints (config.json + safetensors, written atomically)."""
+"""Training: the loop, its data protocol, EMA, logs, and checkpoints (config.json + safetensors, written atomically)."""
 from .checkpoint import (FORMAT_VERSION, Checkpoint, build_denoiser, denoiser_config, find_checkpoint, load_checkpoint,
                          load_denoiser, read_config, save_checkpoint)
+from .data import TensorData, TrainingData, as_training_data, check_data
 from .ema import EMA
-from .plots import scatter_plot
-from .trainer import (TrainConfig, TrainResult, check_data, learning_rate, step_generator, train, train_config,
-                      train_step)
+from .plots import scatter_image, scatter_plot
+from .trainer import (LR_SCHEDULES, PRECISIONS, TrainConfig, TrainingInterrupted, TrainResult, learning_rate, preview,
+                      step_generator, train, train_config, train_step)
 
 __all__ = [
     "FORMAT_VERSION", "Checkpoint", "build_denoiser", "denoiser_config", "find_checkpoint", "load_checkpoint",
-    "load_denoiser", "read_config", "save_checkpoint", "EMA", "scatter_plot", "TrainConfig", "TrainResult",
-    "check_data", "learning_rate", "step_generator", "train", "train_config", "train_step",
+    "load_denoiser", "read_config", "save_checkpoint", "TensorData", "TrainingData", "as_training_data", "check_data",
+    "EMA", "scatter_image", "scatter_plot", "LR_SCHEDULES", "PRECISIONS", "TrainConfig", "TrainingInterrupted",
+    "TrainResult", "learning_rate", "preview", "step_generator", "train", "train_config", "train_step",
 ]

@@ -8,12 +8,27 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+import numpy as np
 import torch
 
 
 def scatter_plot(path: Union[str, os.PathLike], samples: torch.Tensor, data: Optional[torch.Tensor] = None,
                  title: str = "samples", max_points: int = 5000) -> Path:
     """Save a PNG: data (if given) beside samples; (N, 1) as histograms, (N, D > 2) by the first two coordinates."""
+    path = Path(path)
+    _scatter_figure(samples, data, title, max_points).savefig(path)
+    return path
+
+
+def scatter_image(samples: torch.Tensor, data: Optional[torch.Tensor] = None, title: str = "samples",
+                  max_points: int = 5000) -> np.ndarray:
+    """The picture scatter_plot saves, as an RGB array (H, W, 3) uint8 (for TensorBoard and previews)."""
+    fig = _scatter_figure(samples, data, title, max_points)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
+
+
+def _scatter_figure(samples: torch.Tensor, data: Optional[torch.Tensor], title: str, max_points: int) -> "Figure":
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -36,6 +51,4 @@ def scatter_plot(path: Union[str, os.PathLike], samples: torch.Tensor, data: Opt
             ax.set_aspect("equal")
         ax.set_title(f"{name}, n = {len(x)}" + (f", coordinates 1-2 of {dim}" if dim > 2 else ""))
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return fig

@@ -1,15 +1,18 @@
-"""The training loop: AdamW, LR warm-up, gradient clipping and accumulation, EMA, step and time budgets,
-atomic checkpoints, exact resume, a progress bar, a loss log and a picture of samples at the end.
+"""The training loop for every modality: AdamW, LR warm-up and schedule, gradient clipping and accumulation,
+EMA, mixed precision on CUDA (bf16, or fp16 with loss scaling), step and time budgets, atomic checkpoints
+(periodic, at the end, and on Ctrl-C / SIGTERM), exact resume, a progress bar, a loss log, TensorBoard
+scalars and sample pictures.
 
 Exact resume without saved RNG state: the minibatch, times and noise of micro-batch j of step k come from a
 generator seeded by (seed, k, j), and the learning rate is a function of k, so a run resumed from the
-checkpoint at step k computes the same steps k, k + 1, ... as an uninterrupted run.
+checkpoint at step k computes the same steps k, k + 1, ... as an uninterrupted run. Dropout draws from the
+global generator, which each micro-batch seeds from its own generator inside torch.random.fork_rng (so the
+caller's global random state is left as it was). A signal stops the loop between two steps, never inside one.
 The loss is the denoiser's per-sample weighted loss (plume.denoiser.Denoiser.loss), averaged over the batch.
 """
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import os
@@ -26,8 +29,14 @@ from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..sampling import sample
 from .checkpoint import CHECKPOINT, check_state, denoiser_config, find_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from .data import TrainingData, as_training_data
 from .ema import EMA
-from .plots import scatter_plot
+from .logs import RunLog
+from .signals import StopOnSignal
+
+
+LR_SCHEDULES = ("constant", "cosine", "linear")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 autocast on a CUDA device that supports it, else fp32
 
 
 @dataclass
@@ -49,6 +58,10 @@ class TrainConfig:
     sample_count: int = 2000
     sampler: str = "dpm++2m"
     sample_steps: int = 20
+    lr_schedule: str = "constant"
+    precision: str = "auto"
+    preview_every: int = 0
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every", "sample_count", "sample_steps")
@@ -62,6 +75,11 @@ class TrainConfig:
             raise PlumeError(f"training option ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.minutes is not None and not self.minutes > 0:
             raise PlumeError(f"training option minutes must be > 0, got {self.minutes}")
+        if self.preview_every < 0:
+            raise PlumeError(f"training option preview_every must be >= 0 (0: only at the end), got {self.preview_every}")
+        for name, valid in (("lr_schedule", LR_SCHEDULES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in valid:
+                raise PlumeError(f"training option {name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
 
 
 def train_config(options: dict[str, Any], source: str = "training options") -> TrainConfig:
@@ -74,7 +92,8 @@ def train_config(options: dict[str, Any], source: str = "training options") -> T
 
 
 # Options a resumed run may change; every other one must match the checkpoint's for the resume to be exact.
-RESUMABLE_CHANGES = ("steps", "minutes", "checkpoint_every", "log_every", "sample_count", "sampler", "sample_steps")
+RESUMABLE_CHANGES = ("steps", "minutes", "checkpoint_every", "log_every", "sample_count", "sampler", "sample_steps",
+                     "preview_every", "tensorboard")
 
 
 @dataclass
@@ -89,34 +108,6 @@ class TrainResult:
     samples_png: Optional[Path]
 
 
-def check_data(data: Any, cond: Any = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Validate training data (N, ...) and optional labels (N,); returns float32 data and int64 labels."""
-    try:
-        data = torch.as_tensor(data)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise PlumeError(f"data must be a tensor or array shaped (N, ...), got {type(data).__name__}: {e}") from None
-    if data.ndim < 2:
-        raise PlumeError(f"data must be shaped (N, D) with one example per row, got shape {tuple(data.shape)}"
-                         + (" (for scalar data use data[:, None])" if data.ndim == 1 else ""))
-    if data.shape[0] == 0:
-        raise PlumeError("data is empty (0 rows)")
-    if not data.is_floating_point():
-        raise PlumeError(f"data must be floating point, got {data.dtype}; scale it to floats first")
-    bad = ~torch.isfinite(data).flatten(1).all(1)  # (N,)
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0])
-        kind = "NaN" if bool(torch.isnan(data[row]).any()) else "inf"
-        raise PlumeError(f"data row {row} contains {kind} ({int(bad.sum())} non-finite rows in all); "
-                         "remove or impute them before training")
-    if cond is not None:
-        cond = torch.as_tensor(cond)
-        if cond.shape != (data.shape[0],) or cond.is_floating_point():
-            raise PlumeError(f"labels must be integers shaped ({data.shape[0]},) like the data's rows, "
-                             f"got {cond.dtype} {tuple(cond.shape)}")
-        cond = cond.long()
-    return data.float(), cond
-
-
 def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
     """The CPU generator of micro-batch `micro` of step `step`: a function of (seed, step, micro) alone."""
     state = np.random.SeedSequence([int(seed), int(step), int(micro)]).generate_state(2, np.uint32)
@@ -124,31 +115,59 @@ def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up over warmup_steps (Goyal et al. 2017), then constant."""
-    return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+    """Linear warm-up over warmup_steps (Goyal et al. 2017), then constant, cosine (Loshchilov & Hutter 2017)
+    or linear decay to 0 at config.steps."""
+    warmup = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    done = min(1.0, max(0.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)))
+    decay = {"constant": 1.0, "cosine": 0.5 * (1.0 + math.cos(math.pi * done)), "linear": 1.0 - done}
+    return config.lr * warmup * decay[config.lr_schedule]
 
 
-def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: torch.Tensor, cond: Optional[torch.Tensor],
-               config: TrainConfig, step: int) -> tuple[float, float]:
-    """One optimizer step over `accumulate` micro-batches; returns (mean loss, gradient norm before clipping)."""
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for a precision setting on `device` (None: full fp32)."""
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    if precision == "fp16" and device.type != "cuda":
+        raise PlumeError("precision fp16 needs a CUDA device (its loss scaling is CUDA's); use bf16 or fp32 here")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: TrainingData, config: TrainConfig,
+               step: int, scaler: Optional[torch.amp.GradScaler] = None) -> tuple[float, float]:
+    """One optimizer step over `accumulate` micro-batches; returns (mean loss, gradient norm before clipping).
+
+    Class labels go to the backbone when it was built with num_classes and the data has labels.
+    """
     device = next(denoiser.parameters()).device
+    dtype = autocast_dtype(config.precision, device)
+    labelled = data.labels is not None and denoiser.backbone.options().get("num_classes") is not None
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(config, step)
     total = 0.0
     for micro in range(config.accumulate):
         g = step_generator(config.seed, step, micro)
         index = torch.randint(len(data), (config.batch_size,), generator=g)  # (B,) drawn with replacement
-        x0 = data[index].to(device)  # (B, ...)
-        c = cond[index].to(device) if cond is not None else None
-        loss = denoiser.loss(x0, generator=g, cond=c).mean() / config.accumulate
-        loss.backward()
+        x0 = data.batch(index, g).to(device, non_blocking=True)  # (B, ...)
+        c = data.labels[index].to(device) if labelled else None
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+            torch.manual_seed(int(torch.randint(2**62, (), generator=g)))  # dropout's randomness, per micro-batch
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = denoiser.loss(x0, generator=g, cond=c).float().mean() / config.accumulate
+            (scaler.scale(loss) if scaler is not None else loss).backward()
         total += float(loss.detach())
     if not math.isfinite(total):
         raise PlumeError(f"the loss became {total} at step {step}; lower the learning rate (now {config.lr}) "
                          "or the gradient clip")
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(denoiser.parameters(), max_norm)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total, float(grad_norm)
 
@@ -156,57 +175,97 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: torch
 def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: Optional[TrainConfig] = None,
           cond: Any = None, data_info: Optional[dict[str, Any]] = None, resume: bool = False,
           progress: bool = True) -> TrainResult:
-    """Train `denoiser` on `data` (N, ...) into run directory `out`, from scratch or resuming its checkpoint.
+    """Train `denoiser` on `data` into run directory `out`, from scratch or resuming its checkpoint.
 
-    `out` gets checkpoint/ (see plume.train.checkpoint), loss.csv and, for vector data, samples.png.
-    data_info (e.g. {"name": "moons", "n": 50000, "seed": 0}) is recorded in config.json.
+    `data` is a TrainingData object (e.g. plume.data.ImageData) or a tensor/array (N, ...) with optional labels
+    `cond` (N,) and a description `data_info` (e.g. {"name": "moons", "n": 50000, "seed": 0}) for config.json.
+    `out` gets checkpoint/ (see plume.train.checkpoint), loss.csv, samples.png, and with config.preview_every
+    previews/step-*.png; with config.tensorboard, tensorboard/ event files. Ctrl-C or SIGTERM stops between two
+    steps, saves the checkpoint and raises TrainingInterrupted (a KeyboardInterrupt).
     """
     config = config or TrainConfig()
-    data, cond = check_data(data, cond)
+    data = as_training_data(data, cond, data_info)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    device = next(denoiser.parameters()).device
+    autocast_dtype(config.precision, device)  # rejects fp16 off CUDA before any work
     optimizer = torch.optim.AdamW(denoiser.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   foreach=True)  # fused multi-tensor update, also on CPU
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     ema = EMA(denoiser.backbone, config.ema_decay)
     run_config = {**denoiser_config(denoiser), "training": asdict(config),
-                  "data": {**(data_info or {"name": "tensor"}), "shape": list(data.shape[1:]), "size": len(data)}}
+                  "data": {**data.info(), "shape": list(data.shape), "size": len(data)}}
     run_config = json.loads(json.dumps(run_config))  # as config.json will hold it (tuples -> lists)
     if resume:
-        start = _resume(out, run_config, denoiser, ema, optimizer)
+        start = _resume(out, run_config, denoiser, ema, optimizer, scaler)
     elif _has_checkpoint(out):
         raise PlumeError(f"{out} already holds a checkpoint; pass resume=True (--resume) to continue it, "
                          "or choose another output directory")
     else:
         start = 0
-    log = LossLog(out / "loss.csv", start)
+
+    def save(at: int) -> None:
+        state = {"scaler": scaler.state_dict()} if scaler is not None else {}
+        save_checkpoint(out / CHECKPOINT, {**run_config, "step": at, **state}, denoiser.backbone, ema, optimizer)
+
+    log = RunLog(out, start, config.tensorboard)
     denoiser.train()
     began, step, last, losses = time.monotonic(), start, math.nan, []
     bar = tqdm(total=config.steps, initial=start, desc=f"train {out.name}", unit="step", disable=not progress,
                dynamic_ncols=True)
     try:
-        while step < config.steps:
-            if config.minutes is not None and time.monotonic() - began > 60.0 * config.minutes:
-                bar.write(f"time budget of {config.minutes} min reached at step {step}")
-                break
-            loss, grad_norm = train_step(denoiser, optimizer, data, cond, config, step)
-            ema.update(denoiser.backbone, step)
-            step += 1
-            losses.append(loss)
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.steps:
-                last = sum(losses) / len(losses)
-                log.write(step, last, learning_rate(config, step - 1), grad_norm)
-                bar.set_postfix(loss=f"{last:.4f}")
-                losses = []
-            if step % config.checkpoint_every == 0 and step < config.steps:
-                save_checkpoint(out / CHECKPOINT, {**run_config, "step": step}, denoiser.backbone, ema, optimizer)
+        with StopOnSignal() as stop:
+            while step < config.steps:
+                if config.minutes is not None and time.monotonic() - began > 60.0 * config.minutes:
+                    bar.write(f"time budget of {config.minutes} min reached at step {step}")
+                    break
+                loss, grad_norm = train_step(denoiser, optimizer, data, config, step, scaler)
+                ema.update(denoiser.backbone, step)
+                step += 1
+                losses.append(loss)
+                bar.update(1)
+                if step % config.log_every == 0 or step == config.steps:
+                    last = sum(losses) / len(losses)
+                    log.scalars(step, {"loss": last, "lr": learning_rate(config, step - 1), "grad_norm": grad_norm,
+                                       "steps_per_second": bar.format_dict.get("rate") or math.nan})
+                    bar.set_postfix(loss=f"{last:.4f}")
+                    losses = []
+                if step % config.checkpoint_every == 0 and step < config.steps:
+                    save(step)
+                if config.preview_every and step % config.preview_every == 0 and step < config.steps:
+                    log.picture(step, preview(denoiser, ema, data, config, step), out / "previews" / f"step-{step:07d}.png")
+                    denoiser.train()
+                if stop.signal is not None:
+                    save(step)
+                    raise TrainingInterrupted(step, stop.signal, out)
     finally:
         bar.close()
-        log.close()
     if step > start or not _has_checkpoint(out):
-        save_checkpoint(out / CHECKPOINT, {**run_config, "step": step}, denoiser.backbone, ema, optimizer)
-    png = plot_samples(denoiser, ema, data, out / "samples.png", config) if data.ndim == 2 else None
+        save(step)
+    png = out / "samples.png"
+    log.picture(step, preview(denoiser, ema, data, config, step), png)
+    log.close()
     return TrainResult(out, start, step, time.monotonic() - began, last, png)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal (Ctrl-C, SIGTERM) after saving its checkpoint at `step`."""
+
+    def __init__(self, step: int, signal_name: str, out: Path):
+        super().__init__(f"{signal_name} at step {step}: checkpoint saved in {out / CHECKPOINT}; "
+                         "continue with resume=True (--resume)")
+        self.step, self.signal_name, self.out = step, signal_name, out
+
+
+@torch.no_grad()
+def preview(denoiser: Denoiser, ema: EMA, data: TrainingData, config: TrainConfig, step: int) -> np.ndarray:
+    """config.sample_count samples from the EMA weights (seed config.seed), drawn by data.render: (H, W, 3) uint8."""
+    model = copy.deepcopy(denoiser).eval()
+    ema.copy_to(model.backbone)
+    device = next(model.parameters()).device
+    x = sample(model, model.process, (config.sample_count, *data.shape), sampler=config.sampler,
+               steps=config.sample_steps, prediction="x0", seed=config.seed, device=device, progress=False)
+    return data.render(x.cpu(), title=f"step {step}: EMA samples ({config.sampler}, {config.sample_steps} steps)")
 
 
 def _has_checkpoint(out: Path) -> bool:
@@ -217,7 +276,8 @@ def _has_checkpoint(out: Path) -> bool:
         return False
 
 
-def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA, optimizer: torch.optim.Optimizer) -> int:
+def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA, optimizer: torch.optim.Optimizer,
+            scaler: Optional[torch.amp.GradScaler]) -> int:
     """Load the run's checkpoint into denoiser, EMA and optimizer after checking it was made with these settings."""
     ckpt = load_checkpoint(out)
     source, saved = ckpt.path / "config.json", ckpt.config
@@ -229,6 +289,10 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
         if f.name not in RESUMABLE_CHANGES and old != new:
             raise PlumeError(f"cannot resume with {f.name}={new}: the run in {out} was trained with {f.name}={old}; "
                              f"an exact resume keeps every option but {', '.join(RESUMABLE_CHANGES)}")
+    steps = saved.get("training", {}).get("steps"), run_config["training"]["steps"]
+    if run_config["training"]["lr_schedule"] != "constant" and steps[0] != steps[1]:
+        raise PlumeError(f"cannot resume with steps={steps[1]}: the {run_config['training']['lr_schedule']} learning-rate "
+                         f"schedule of the run in {out} ends at steps={steps[0]}, so a changed step count changes it")
     for key in ("name", "shape", "size"):
         if saved.get("data", {}).get(key) != run_config["data"][key]:
             raise PlumeError(f"cannot resume: the run in {out} was trained on data with {key} "
@@ -242,40 +306,6 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
         optimizer.load_state_dict(ckpt.optimizer)
     except (ValueError, KeyError, IndexError) as e:
         raise PlumeError(f"{ckpt.path / 'optimizer.safetensors'} does not fit this model's parameters: {e}") from None
+    if scaler is not None and "scaler" in saved:
+        scaler.load_state_dict(saved["scaler"])
     return ckpt.step
-
-
-@torch.no_grad()
-def plot_samples(denoiser: Denoiser, ema: EMA, data: torch.Tensor, path: Path, config: TrainConfig) -> Path:
-    """Draw config.sample_count samples from the EMA weights and save them beside the data as a PNG."""
-    model = copy.deepcopy(denoiser).eval()
-    ema.copy_to(model.backbone)
-    device = next(model.parameters()).device
-    x = sample(model, model.process, (config.sample_count, *data.shape[1:]), sampler=config.sampler,
-               steps=config.sample_steps, prediction="x0", seed=config.seed, device=device)
-    return scatter_plot(path, x, data, title=f"samples ({config.sampler}, {config.sample_steps} steps)")
-
-
-class LossLog:
-    """loss.csv: step, loss (mean since the last row), lr, grad_norm, time; a resume drops rows past its step."""
-
-    COLUMNS = ("step", "loss", "lr", "grad_norm", "time")
-
-    def __init__(self, path: Path, start: int):
-        rows = []
-        if start > 0 and path.is_file():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start]
-        self.file = open(path, "w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=self.COLUMNS, extrasaction="ignore")
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-        self.file.flush()
-
-    def write(self, step: int, loss: float, lr: float, grad_norm: float) -> None:
-        self.writer.writerow({"step": step, "loss": f"{loss:.6g}", "lr": f"{lr:.6g}", "grad_norm": f"{grad_norm:.6g}",
-                              "time": f"{time.time():.3f}"})
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
