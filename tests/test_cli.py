@@ -12,7 +12,8 @@ from plume import SAMPLERS
 from plume.cli import main
 from plume.train import read_config
 
-FAST = ["--steps", "30", "--width", "16", "--depth", "1", "--batch-size", "64", "--checkpoint-every", "20", "--quiet"]
+FAST = ["--steps", "30", "--backbone-option", "width=16", "--backbone-option", "depth=1", "--batch-size", "64",
+        "--checkpoint-every", "20", "--quiet"]
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def test_train_then_sample(tmp_path):
     for name in ("checkpoint/config.json", "checkpoint/model.safetensors", "checkpoint/ema.safetensors", "loss.csv",
                  "samples.png"):
         assert (out / name).is_file(), name
-    assert read_config(out)["data"] == {"name": "moons", "n": 50000, "seed": 0, "shape": [2], "size": 50000}
+    assert read_config(out)["data"] == {"kind": "toy", "name": "moons", "n": 50000, "seed": 0, "shape": [2], "size": 50000}
 
     result = run("sample", out, "--n", "100", "--sampler", "heun", "--steps", "5", "--grid", "karras",
                  "--out", tmp_path / "s.npz")
@@ -59,7 +60,8 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
     assert result.exit_code == 2
     assert "'nope' is not one of" in result.output and all(name in result.output for name in SAMPLERS)
     result = run("train", "--data", "spiral", "--out", tmp_path / "x")
-    assert result.exit_code == 2 and "moons" in result.output and "8gaussians" in result.output
+    assert result.exit_code == 1 and "no data named 'spiral'" in result.output
+    assert "moons" in result.output and "8gaussians" in result.output and "digits" in result.output
     result = run("train", "--data", "moons", "--out", tmp_path / "x", "--process", "vpp")
     assert result.exit_code == 2 and "'vpp' is not one of" in result.output
 

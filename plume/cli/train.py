@@ -1,0 +1,146 @@
+"""`plume train`: the default recipe for the data (plume.recipes), any value overridden by a config file or a flag."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import torch
+
+from ..backbones import BACKBONES
+from ..data import TOY_SETS
+from ..data.sources import data_from_info, load_data
+from ..errors import PlumeError
+from ..objective import TIME_SAMPLINGS, WEIGHTINGS
+from ..predictions import PREDICTIONS
+from ..processes import PROCESSES
+from ..recipes import build_recipe, default_recipe
+from ..train import LR_SCHEDULES, PRECISIONS, TrainingInterrupted, build_denoiser, find_checkpoint, read_config, train_config
+from ..train import train as run_training
+from .options import load_config_file, parse_key_values
+
+# Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
+TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
+                  "grad_clip", "precision", "checkpoint_every", "preview_every", "sample_count", "tensorboard", "seed")
+# What a resumed run may take from the command line; every other setting comes from its config.json.
+RESUME_FLAGS = {"out", "resume", "steps", "minutes", "checkpoint_every", "preview_every", "sample_count", "tensorboard",
+                "threads", "device", "quiet"}
+POSITIVE = click.IntRange(min=1)
+
+
+@click.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=load_config_file,
+              is_eager=True, expose_value=False, help="JSON or TOML file of option values; flags override them.")
+@click.option("--data", help="A toy set (" + ", ".join(TOY_SETS) + "), an image set (digits, lfw, photos), a folder "
+              "of images, an .npz file, or hf:PATH (a saved Hugging Face data set). Required unless --resume.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory.")
+@click.option("--backbone", type=click.Choice(list(BACKBONES)), help="Network (default: unet for images, mlp for points).")
+@click.option("--preset", help="Backbone size preset (unet: tiny, small, base; dit: tiny, S, B, L, XL).")
+@click.option("--backbone-option", "backbone_options", multiple=True, metavar="KEY=VALUE",
+              help="Any backbone option, e.g. channels=[32,64,64] or dropout=0.1 (repeatable).")
+@click.option("--conditional", is_flag=True, default=None, help="Feed the data's class labels to the backbone.")
+@click.option("--process", type=click.Choice(list(PROCESSES)), help="Noising process (default edm).")
+@click.option("--prediction", type=click.Choice(list(PREDICTIONS)), help="What the network predicts (default edm).")
+@click.option("--weighting", type=click.Choice(list(WEIGHTINGS)), help="Loss weighting (default edm).")
+@click.option("--time-sampling", type=click.Choice(list(TIME_SAMPLINGS)), help="Noise-level sampling (default lognormal).")
+@click.option("--sigma-data", type=click.FloatRange(min=0, min_open=True), help="Data standard deviation for EDM.")
+@click.option("--image-size", type=POSITIVE, help="Resize and center-crop images to this size.")
+@click.option("--channels", type=click.Choice(["rgb", "gray"]), help="Image channels (default: the data's).")
+@click.option("--flip/--no-flip", default=None, help="Random horizontal flips (default off).")
+@click.option("--on-error", type=click.Choice(["stop", "skip"]), help="An unreadable image stops the run or is skipped.")
+@click.option("--limit", type=POSITIVE, help="Use at most this many examples (toy sets: draw this many points).")
+@click.option("--steps", type=POSITIVE, help="Train up to this step.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), help="Time budget; stops early, with a checkpoint.")
+@click.option("--batch-size", type=POSITIVE)
+@click.option("--accumulate", type=POSITIVE, help="Micro-batches per step (gradient accumulation).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES))
+@click.option("--warmup-steps", type=click.IntRange(min=0))
+@click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True))
+@click.option("--grad-clip", type=click.FloatRange(min=0), help="Gradient-norm clip (0: none).")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bf16 autocast on CUDA, fp32 elsewhere.")
+@click.option("--checkpoint-every", type=POSITIVE)
+@click.option("--preview-every", type=click.IntRange(min=0), help="Write previews/step-N.png every N steps (0: at the end).")
+@click.option("--sample-count", type=POSITIVE, help="Samples in each preview picture.")
+@click.option("--tensorboard", is_flag=True, default=None, help="Log scalars and pictures to OUT/tensorboard.")
+@click.option("--seed", type=int, help="Seeds the weights, the data and every step (default 0).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda if present).")
+@click.option("--threads", type=POSITIVE, help="CPU threads (default: 1 for points, all cores for images).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly (to --steps / for --minutes).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx: click.Context, **flags: Any) -> None:
+    """Train a denoiser; writes OUT/checkpoint, OUT/loss.csv and OUT/samples.png."""
+    out: Path = flags["out"]
+    if flags["resume"]:
+        denoiser, data, options = _resumed(ctx, flags)
+    else:
+        denoiser, data, options = _fresh(flags)
+    torch.set_num_threads(flags["threads"] or (1 if len(data.shape) == 1 else torch.get_num_threads()))
+    denoiser = denoiser.to(_device(flags["device"]))
+    try:
+        result = run_training(denoiser, data, out, train_config(options), resume=flags["resume"],
+                              progress=not flags["quiet"])
+    except (TrainingInterrupted, KeyboardInterrupt) as stop:
+        error = click.ClickException(str(stop) if isinstance(stop, TrainingInterrupted) else
+                                     f"interrupted; the last checkpoint in {out} is intact (continue with --resume)")
+        error.exit_code = 130
+        raise error from None
+    click.echo(f"step {result.step} in {result.seconds:.1f} s (loss {result.last_loss:.4g}); "
+               f"checkpoint {out / 'checkpoint'}; samples {result.samples_png}")
+
+
+def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """A new run: the data, then the recipe for its shape with every given flag applied."""
+    if flags["data"] is None:
+        raise click.UsageError("--data is required (or --resume to continue a run)")
+    seed = flags["seed"] if flags["seed"] is not None else 0
+    data = load_data(flags["data"], seed=seed, image_size=flags["image_size"], channels=flags["channels"],
+                     flip=bool(flags["flip"]), on_error=flags["on_error"] or "stop", limit=flags["limit"],
+                     progress=not flags["quiet"])
+    recipe = default_recipe(data.shape)
+    spec = recipe["backbone"]
+    if flags["backbone"] is not None and flags["backbone"] != spec["name"]:
+        spec.update(name=flags["backbone"], preset=None, options={})
+    if flags["preset"] is not None:
+        spec["preset"] = flags["preset"]
+    spec["options"].update(parse_key_values(flags["backbone_options"]))
+    for key in ("process", "prediction", "weighting", "time_sampling", "sigma_data"):
+        if flags[key] is not None:
+            recipe["denoiser"][key] = flags[key]
+    num_classes = getattr(data, "num_classes", None) if flags["conditional"] else None
+    if flags["conditional"] and not num_classes:
+        raise PlumeError(f"--conditional needs class labels, and the data {flags['data']!r} has none")
+    denoiser = build_recipe(recipe, data.shape, num_classes=num_classes, seed=seed)
+    options = {**recipe["training"], **{k: flags[k] for k in TRAINING_FLAGS if flags[k] is not None}}
+    return denoiser, data, options
+
+
+def _resumed(ctx: click.Context, flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """The saved run: its denoiser and data from config.json, with the few flags a resume may change."""
+    given = [p for p in ctx.params if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+    fixed = sorted(set(given) - RESUME_FLAGS)
+    if fixed:
+        raise click.UsageError(f"--{fixed[0].replace('_', '-')} cannot be given with --resume: a resumed run keeps its "
+                               f"saved settings (only {', '.join('--' + f.replace('_', '-') for f in sorted(RESUME_FLAGS))})")
+    out = flags["out"]
+    saved = read_config(out)
+    denoiser = build_denoiser(saved, find_checkpoint(out) / "config.json")
+    data = data_from_info(saved["data"], str(find_checkpoint(out) / "config.json"))
+    changed = {k: flags[k] for k in RESUME_FLAGS & set(TRAINING_FLAGS) if k in given}
+    return denoiser, data, {**saved.get("training", {}), "minutes": None, **changed}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PlumeError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PlumeError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__})")
+    return device
+
+
+__all__ = ["train"]
