@@ -10,7 +10,6 @@ embedding used when cond is None (for classifier-free guidance, Ho & Salimans 20
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import torch
@@ -18,20 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import PlumeError
-
-
-class NoiseLevelEmbedding(nn.Module):
-    """Sinusoidal features of the noise level at log-spaced frequencies 1 .. max_frequency, then an MLP."""
-
-    def __init__(self, features: int, width: int, max_frequency: float = 100.0):
-        super().__init__()
-        half = features // 2
-        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max_frequency), half)), persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * half, width), nn.SiLU(), nn.Linear(width, width))
-
-    def forward(self, noise_level: torch.Tensor) -> torch.Tensor:
-        angles = noise_level[:, None] * self.frequencies[None]  # (B, F/2)
-        return self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=1))  # (B, W)
+from .embedding import LabelEmbedding, NoiseLevelEmbedding, embed_condition
 
 
 class ResidualBlock(nn.Module):
@@ -58,13 +44,11 @@ class MLP(nn.Module):
         if dim < 1 or width < 1 or depth < 0 or embed_features < 2:
             raise PlumeError(f"MLP needs dim >= 1, width >= 1, depth >= 0, embed_features >= 2; "
                              f"got dim={dim}, width={width}, depth={depth}, embed_features={embed_features}")
-        if num_classes is not None and num_classes < 1:
-            raise PlumeError(f"MLP num_classes must be a positive count or None, got {num_classes}")
         self._options = {"dim": dim, "width": width, "depth": depth, "embed_features": embed_features,
                          "num_classes": num_classes, "max_frequency": max_frequency}
         self.dim, self.num_classes = dim, num_classes
         self.noise_embed = NoiseLevelEmbedding(embed_features, width, max_frequency)
-        self.label_embed = nn.Embedding(num_classes + 1, width) if num_classes else None
+        self.label_embed = LabelEmbedding(num_classes, width) if num_classes is not None else None
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width) for _ in range(depth))
         self.out_norm = nn.LayerNorm(width)
@@ -79,25 +63,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise PlumeError(f"the MLP backbone takes vectors (B, {self.dim}), got shape {tuple(x.shape)}")
-        noise_level = torch.as_tensor(noise_level, dtype=x.dtype, device=x.device).expand(x.shape[0])  # (B,)
-        e = self.noise_embed(noise_level)  # (B, W)
-        if self.label_embed is not None:
-            e = e + self.label_embed(self._labels(cond, x))
-        elif cond is not None:
-            raise PlumeError("this MLP was built without num_classes, so it takes no class labels (cond must be None)")
+        e = embed_condition(self.noise_embed, self.label_embed, x, noise_level, cond, "MLP")  # (B, W)
         h = self.inp(x)  # (B, W)
         for block in self.blocks:
             h = block(h, e)  # (B, W)
         return self.out(F.silu(self.out_norm(h)))  # (B, D)
-
-    def _labels(self, cond: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Integer labels (B,); None means "no label" (index num_classes) for every row."""
-        if cond is None:
-            return torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-        cond = torch.as_tensor(cond, device=x.device)
-        if cond.dtype.is_floating_point or cond.shape != (x.shape[0],):
-            raise PlumeError(f"class labels must be integers shaped ({x.shape[0]},), got {cond.dtype} {tuple(cond.shape)}")
-        if len(cond) and (int(cond.min()) < 0 or int(cond.max()) > self.num_classes):
-            raise PlumeError(f"class labels must lie in 0..{self.num_classes - 1} ({self.num_classes} = no label), "
-                             f"got values from {int(cond.min())} to {int(cond.max())}")
-        return cond.long()

@@ -26,7 +26,7 @@ from ..samplers import GRIDS, SAMPLERS
 from ..sampling import sample as draw_samples
 from ..train import load_denoiser, read_config, scatter_plot
 from .options import parse_seeds
-from .train import _device
+from .train import _device, set_threads
 
 TRAJECTORY_ROWS, TRAJECTORY_COLUMNS = 8, 12
 
@@ -55,7 +55,7 @@ def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, ste
     config = read_config(run)
     info = config.get("data", {})
     shape = tuple(info.get("shape", [2]))
-    torch.set_num_threads(threads or (1 if len(shape) == 1 else torch.get_num_threads()))
+    set_threads(threads, len(shape) == 1)
     denoiser = load_denoiser(run, ema=weights == "ema", device=_device(device))
     seed_list = parse_seeds(seeds) if seeds else [seed + k for k in range(n)]
     options = dict(sampler=sampler, steps=steps, grid=grid)

@@ -72,11 +72,15 @@ POSITIVE = click.IntRange(min=1)
 def train(ctx: click.Context, **flags: Any) -> None:
     """Train a denoiser; writes OUT/checkpoint, OUT/loss.csv and OUT/samples.png."""
     out: Path = flags["out"]
+    # Threads first: changing torch's thread count after its first parallel op makes later steps irreproducible,
+    # and a resumed run keeps the count it was trained with, since CPU reductions split work by thread.
+    saved = read_config(out) if flags["resume"] else {}
+    points = (saved["data"].get("name") if flags["resume"] else flags["data"]) in TOY_SETS
+    set_threads(flags["threads"] or saved.get("runtime", {}).get("cpu_threads"), points)
     if flags["resume"]:
         denoiser, data, options = _resumed(ctx, flags)
     else:
         denoiser, data, options = _fresh(flags)
-    torch.set_num_threads(flags["threads"] or (1 if len(data.shape) == 1 else torch.get_num_threads()))
     denoiser = denoiser.to(_device(flags["device"]))
     try:
         result = run_training(denoiser, data, out, train_config(options), resume=flags["resume"],
@@ -129,6 +133,12 @@ def _resumed(ctx: click.Context, flags: dict[str, Any]) -> tuple[Any, Any, dict[
     data = data_from_info(saved["data"], str(find_checkpoint(out) / "config.json"))
     changed = {k: flags[k] for k in RESUME_FLAGS & set(TRAINING_FLAGS) if k in given}
     return denoiser, data, {**saved.get("training", {}), "minutes": None, **changed}
+
+
+def set_threads(threads: Optional[int], points: bool) -> None:
+    """torch's CPU threads: as given, else 1 for 2-D points (tiny ops, where threads cost more than they gain)."""
+    if threads or points:
+        torch.set_num_threads(threads or 1)
 
 
 def _device(name: str) -> torch.device:

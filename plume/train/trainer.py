@@ -17,6 +17,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -194,7 +195,8 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     ema = EMA(denoiser.backbone, config.ema_decay)
     run_config = {**denoiser_config(denoiser), "training": asdict(config),
-                  "data": {**data.info(), "shape": list(data.shape), "size": len(data)}}
+                  "data": {**data.info(), "shape": list(data.shape), "size": len(data)},
+                  "runtime": {"device": device.type, "cpu_threads": torch.get_num_threads()}}
     run_config = json.loads(json.dumps(run_config))  # as config.json will hold it (tuples -> lists)
     if resume:
         start = _resume(out, run_config, denoiser, ema, optimizer, scaler)
@@ -230,6 +232,10 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
                                        "steps_per_second": bar.format_dict.get("rate") or math.nan})
                     bar.set_postfix(loss=f"{last:.4f}")
                     losses = []
+                    if config.minutes is not None:  # the bar's end (and ETA) is where the time budget runs out
+                        left = 60.0 * config.minutes - (time.monotonic() - began)
+                        bar.total = min(config.steps, step + int(max(0.0, left) * (step - start) / (time.monotonic() - began)))
+                        bar.refresh()
                 if step % config.checkpoint_every == 0 and step < config.steps:
                     save(step)
                 if config.preview_every and step % config.preview_every == 0 and step < config.steps:
@@ -297,6 +303,11 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
         if saved.get("data", {}).get(key) != run_config["data"][key]:
             raise PlumeError(f"cannot resume: the run in {out} was trained on data with {key} "
                              f"{saved.get('data', {}).get(key)}, this data has {key} {run_config['data'][key]}")
+    threads = saved.get("runtime", {}).get("cpu_threads"), run_config["runtime"]["cpu_threads"]
+    if run_config["runtime"]["device"] == "cpu" and threads[0] not in (None, threads[1]):
+        warnings.warn(f"resuming on {threads[1]} CPU threads; the run in {out} used {threads[0]}, and a different "
+                      "thread count changes the last bits of CPU reductions, so the result will not match an "
+                      f"uninterrupted run exactly (set {threads[0]} threads, --threads {threads[0]}, for that)")
     if ckpt.ema is None or ckpt.optimizer is None:
         raise PlumeError(f"{ckpt.path} has no EMA or optimizer state, so training cannot resume from it")
     load_weights(denoiser.backbone, ckpt.model, ckpt.path / "model.safetensors")

@@ -1,0 +1,254 @@
+"""Training throughput of Plume's U-Net against diffusers' UNet2DModel of the same size, in one run.
+
+What it measures. For each configuration, Plume's `UNet` (plume.backbones.backbone("unet", ...)) and the
+diffusers `UNet2DModel` built to match it by `diffusers_twin`: the same block_out_channels (Plume's channels),
+layers_per_block (blocks_per_level), AttnDownBlock2D / AttnUpBlock2D at the same levels, attention_head_dim =
+head_channels (channels per head), norm_num_groups, a middle attention block, and scale-shift conditioning of
+the residual blocks (resnet_time_scale_shift="scale_shift", which Plume's ADM-style blocks use). Parameter
+counts of both are printed (they differ by the noise-embedding input width and the affine terms of one
+GroupNorm per block, under 1 %). One training step is forward, MSE loss against a fixed random target, backward,
+and an AdamW step (foreach). After warm-up steps, timing rounds alternate between the models (Plume first in
+even rounds, diffusers first in odd ones) so that drift in the machine's speed hits both alike; each round times
+`--steps` consecutive steps, and the median step time over rounds gives images/s.
+
+Peak memory. CUDA: torch.cuda.max_memory_allocated over the timed steps (weights, gradients, optimizer state
+and activations; the allocator's own cache is not counted). CPU: each model runs a few training steps in a
+fresh subprocess, and the report is the increase of the peak resident set size (resource.getrusage ru_maxrss)
+over its value just before the first step, i.e. what training adds on top of the built model and input batch
+(gradients, optimizer state, activations, allocator slack).
+
+Run from the repository root (needs diffusers):
+  python bench/unet_throughput.py                       # CPU, writes docs/unet_throughput.md
+  python bench/unet_throughput.py --device cuda --precision bf16 --channels-last
+  python bench/unet_throughput.py --quick --no-docs     # smoke run
+References: Ho et al. 2020 (DDPM U-Net); Dhariwal & Nichol 2021 (ADM: scale-shift norm, attention heads).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from plume.backbones import PRESETS, backbone  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration: a Plume U-Net (preset + overrides) on images (channels, size, size) at a batch size."""
+
+    name: str
+    preset: str
+    image_channels: int
+    size: int
+    batch: int
+    options: tuple = ()  # extra UNet options as (key, value) pairs
+
+
+CPU_CASES = (
+    Case("digits 8x8x1, tiny preset", "tiny", 1, 8, 128),
+    Case("32x32x3, small preset (64,128,128), attention at level 1", "small", 3, 32, 32),
+)
+CUDA_CASES = CPU_CASES[:1] + (
+    Case("32x32x3, small preset (64,128,128), attention at level 1", "small", 3, 32, 128),
+    Case("32x32x3, base preset (DDPM CIFAR-10 size)", "base", 3, 32, 128),
+)
+
+
+def diffusers_twin(options: dict[str, Any], sample_size: int):
+    """The diffusers UNet2DModel with the widths, depth, attention levels, heads and norm groups of a Plume UNet
+    whose options() are `options`."""
+    from diffusers import UNet2DModel
+
+    levels, attention = len(options["channels"]), set(options["attention_levels"])
+    down = tuple("AttnDownBlock2D" if level in attention else "DownBlock2D" for level in range(levels))
+    up = tuple("AttnUpBlock2D" if level in attention else "UpBlock2D" for level in reversed(range(levels)))
+    return UNet2DModel(sample_size=sample_size, in_channels=options["in_channels"], out_channels=options["out_channels"],
+                       block_out_channels=tuple(options["channels"]), layers_per_block=options["blocks_per_level"],
+                       down_block_types=down, up_block_types=up, attention_head_dim=options["head_channels"],
+                       norm_num_groups=options["norm_groups"], add_attention=options["mid_attention"],
+                       dropout=options["dropout"], resnet_time_scale_shift="scale_shift")
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class Trainee:
+    """A model, its AdamW optimizer and one fixed batch; `step()` runs one training step."""
+
+    def __init__(self, kind: str, case: Case, device: torch.device, precision: str, channels_last: bool):
+        torch.manual_seed(0)
+        plume_net = backbone("unet", preset=case.preset, in_channels=case.image_channels, **dict(case.options))
+        net = plume_net if kind == "plume" else diffusers_twin(plume_net.options(), case.size)
+        self.kind, self.device, self.precision = kind, device, precision
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.to(device, memory_format=memory_format).train()
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=1e-4, foreach=True)
+        g = torch.Generator().manual_seed(1)
+        shape = (case.batch, case.image_channels, case.size, case.size)
+        self.x = torch.randn(shape, generator=g).to(device, memory_format=memory_format)  # (B, C, H, W)
+        self.target = torch.randn(shape, generator=g).to(device, memory_format=memory_format)
+        # Plume's backbone takes c_noise = ln(sigma) / 4; diffusers' a DDPM timestep in [0, 1000).
+        level = torch.randn(case.batch, generator=g) if kind == "plume" else torch.rand(case.batch, generator=g) * 999
+        self.level = level.to(device)
+
+    def forward(self) -> torch.Tensor:
+        out = self.net(self.x, self.level)
+        return out if self.kind == "plume" else out.sample
+
+    def step(self) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = F.mse_loss(self.forward().float(), self.target)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(trainee: Trainee, steps: int) -> float:
+    """Seconds per step over `steps` consecutive steps."""
+    synchronize(trainee.device)
+    began = time.perf_counter()
+    for _ in range(steps):
+        trainee.step()
+    synchronize(trainee.device)
+    return (time.perf_counter() - began) / steps
+
+
+def measure_speed(case: Case, args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """Median seconds per step of both models over interleaved rounds, and CUDA peak memory."""
+    device = torch.device(args.device)
+    trainees = {kind: Trainee(kind, case, device, args.precision, args.channels_last) for kind in ("plume", "diffusers")}
+    for trainee in trainees.values():
+        timed(trainee, args.warmup)
+    times: dict[str, list[float]] = {kind: [] for kind in trainees}
+    for r in range(args.rounds):
+        for kind in (("plume", "diffusers") if r % 2 == 0 else ("diffusers", "plume")):
+            times[kind].append(timed(trainees[kind], args.steps))
+    result = {kind: {"params": parameter_count(t.net), "seconds_per_step": statistics.median(times[kind]),
+                     "spread": (min(times[kind]), max(times[kind]))} for kind, t in trainees.items()}
+    if device.type == "cuda":
+        for kind, trainee in trainees.items():
+            torch.cuda.reset_peak_memory_stats(device)
+            timed(trainee, 2)
+            result[kind]["memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    for kind, r in result.items():
+        log(f"  {kind:9s} {r['params']:>11,} params  {1000 * r['seconds_per_step']:8.1f} ms/step "
+            f"(rounds {1000 * r['spread'][0]:.1f}..{1000 * r['spread'][1]:.1f})")
+    return result
+
+
+def peak_rss_increase_mib(kind: str, case: Case, args: argparse.Namespace) -> float:
+    """Peak-RSS increase of `steps` training steps of one model, measured in a fresh subprocess (CPU)."""
+    probe = {"kind": kind, "case": case.__dict__ | {"options": list(case.options)}, "threads": args.threads,
+             "precision": args.precision, "channels_last": args.channels_last, "steps": 3}
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-probe", json.dumps(probe)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def memory_probe(spec: str) -> None:
+    """Subprocess side of peak_rss_increase_mib: prints the ru_maxrss increase in MiB (Linux reports KiB)."""
+    probe = json.loads(spec)
+    torch.set_num_threads(probe["threads"])
+    case = Case(**{**probe["case"], "options": tuple(tuple(o) for o in probe["case"]["options"])})
+    trainee = Trainee(probe["kind"], case, torch.device("cpu"), probe["precision"], probe["channels_last"])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(probe["steps"]):
+        trainee.step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) / 1024)
+
+
+def describe_machine(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}"
+
+
+def report(rows: list[tuple[Case, dict[str, Any]]], args: argparse.Namespace, machine: str) -> str:
+    import diffusers
+
+    memory_name = "peak CUDA memory (MiB)" if args.device.startswith("cuda") else "peak RSS increase (MiB)"
+    lines = [f"| configuration | batch | params Plume / diffusers | images/s Plume | images/s diffusers | "
+             f"speed ratio Plume/diffusers | {memory_name} Plume / diffusers |",
+             "|---|---|---|---|---|---|---|"]
+    for case, r in rows:
+        p, d = r["plume"], r["diffusers"]
+        speed = [case.batch / x["seconds_per_step"] for x in (p, d)]
+        memory = f"{p['memory_mib']:.0f} / {d['memory_mib']:.0f}" if "memory_mib" in p else "n/a"
+        lines.append(f"| {case.name} | {case.batch} | {p['params']:,} / {d['params']:,} | {speed[0]:.0f} | "
+                     f"{speed[1]:.0f} | {speed[0] / speed[1]:.2f} | {memory} |")
+    command = "python bench/unet_throughput.py " + " ".join(sys.argv[1:])
+    return "\n".join([
+        "# U-Net training throughput: Plume vs diffusers", "",
+        f"`{command.strip()}` on {datetime.date.today().isoformat()}: {machine}, diffusers {diffusers.__version__}, "
+        f"precision {args.precision}{', channels_last' if args.channels_last else ''}.", "",
+        *lines, "",
+        f"One step = forward, MSE loss, backward, AdamW (foreach). {args.warmup} warm-up steps, then {args.rounds} "
+        f"rounds of {args.steps} steps per model, alternating which model goes first; images/s from the median "
+        "round. The diffusers model is `diffusers_twin` of Plume's options (same widths, blocks per level, attention "
+        "levels, head width, norm groups, mid attention, scale-shift conditioning). Memory: on CUDA "
+        "`torch.cuda.max_memory_allocated` during training steps; on CPU the increase of peak RSS (ru_maxrss) over "
+        "3 training steps in a fresh subprocess per model.", ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
+    parser.add_argument("--channels-last", action="store_true", help="both models and inputs in channels_last")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timing round")
+    parser.add_argument("--quick", action="store_true", help="one warm-up step, 2 rounds of 2 steps")
+    parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=True,
+                        help="write docs/unet_throughput.md (default on)")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        return memory_probe(args.memory_probe)
+    if args.quick:
+        args.warmup, args.rounds, args.steps = 1, 2, 2
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    machine = describe_machine(device, args.threads)
+    print(f"{machine}; precision {args.precision}{', channels_last' if args.channels_last else ''}")
+    rows = []
+    for case in CUDA_CASES if device.type == "cuda" else CPU_CASES:
+        print(f"{case.name}, batch {case.batch} ({PRESETS['unet'][case.preset]})")
+        result = measure_speed(case, args, print)
+        if device.type == "cpu":
+            for kind in result:
+                result[kind]["memory_mib"] = peak_rss_increase_mib(kind, case, args)
+        rows.append((case, result))
+    text = report(rows, args, machine)
+    print(text)
+    if args.docs:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "unet_throughput.md")
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
