@@ -1,13 +1,14 @@
 """Digits, side by side in one run: Plume's default image recipe against diffusers' own unconditional recipe.
 
 Both train on scikit-learn's 1,797 8x8 digits (uint8 scaled to [-1, 1]) for the same wall-clock budget on this
-machine, one after the other, then each draws 1000 samples (seeds 0..999) at 20 model evaluations with every
-sampler of its library that suits the budget; the best one (lowest FID) is each side's figure. Nothing else runs
+machine, taking turns in 30-second slices (the order swapped every slice) so that drift in the machine's speed
+hits both alike; then each draws 1000 samples (seeds 0..999) at 20 model evaluations with every sampler of its
+library that suits the budget, and the best one (lowest FID) is each side's figure. Nothing else should run
 meanwhile: run this script alone.
 
 - Plume: `plume.recipes.IMAGE_RECIPE` exactly as `plume train --data digits` uses it (EDM preconditioning,
   log-normal noise levels and loss weighting on the "tiny" ADM-style U-Net, AdamW, EMA), trained by
-  `plume.train.train` with a time budget.
+  `plume.train.train` with a time budget per slice, each slice resuming the run exactly.
 - diffusers: `UNet2DModel` of the same widths, blocks, attention levels, heads and norm groups
   (bench/unet_throughput.py's `diffusers_twin`), `DDPMScheduler` with 1000 linear-beta steps and epsilon
   prediction, and the optimizer, learning-rate schedule and EMA of diffusers'
@@ -58,19 +59,29 @@ from plume.train import load_denoiser, train, train_config  # noqa: E402
 from unet_throughput import diffusers_twin  # noqa: E402
 
 SAMPLES, NFE = 1000, 20
+SLICE_SECONDS = 30.0  # training alternates between the two recipes in slices this long
 PLUME_SAMPLERS = {"dpm++2m, 20 steps": ("dpm++2m", 20), "dpm++3m, 20 steps": ("dpm++3m", 20),
                   "heun, 10 steps (19 evaluations)": ("heun", 10), "euler, 20 steps": ("euler", 20)}
 DIFFUSERS_SAMPLERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DDPMScheduler")
 
 
-def train_plume(data: Any, minutes: float, out: Path, log: Callable[[str], None]) -> tuple[torch.nn.Module, dict]:
-    """Plume's default image recipe for `minutes`; returns the EMA denoiser and what training did."""
-    recipe = default_recipe(data.shape)
-    denoiser = build_recipe(recipe, data.shape, seed=0)
-    config = train_config({**recipe["training"], "minutes": minutes, "sample_count": 16})
-    result = train(denoiser, data, out, config, progress=False)
-    log(f"plume: {result.step} steps in {result.seconds:.0f} s, last loss {result.last_loss:.4f}")
-    return load_denoiser(out, ema=True), {"steps": result.step, "seconds": result.seconds}
+class PlumeRecipe:
+    """Plume's default image recipe, trained by plume.train.train in slices of the budget (each slice resumes the
+    run exactly, so the slices add up to one uninterrupted run)."""
+
+    def __init__(self, data: Any, out: Path):
+        self.recipe = default_recipe(data.shape)
+        self.denoiser = build_recipe(self.recipe, data.shape, seed=0)
+        self.data, self.out, self.steps, self.seconds = data, out, 0, 0.0
+
+    def train_for(self, seconds: float) -> None:
+        config = train_config({**self.recipe["training"], "minutes": seconds / 60.0, "sample_count": 1})
+        result = train(self.denoiser, self.data, self.out, config, resume=self.steps > 0, progress=False)
+        self.steps, self.seconds, self.last_loss = result.step, self.seconds + result.seconds, result.last_loss
+
+    def finish(self, log: Callable[[str], None]) -> tuple[torch.nn.Module, dict]:
+        log(f"plume: {self.steps} steps in {self.seconds:.0f} s, last loss {self.last_loss:.4f}")
+        return load_denoiser(self.out, ema=True), {"steps": self.steps, "seconds": self.seconds}
 
 
 def draw_plume(denoiser: torch.nn.Module, shape: tuple, sampler: str, steps: int) -> np.ndarray:
@@ -125,23 +136,27 @@ class DiffusersRecipe:
         self.ema.step(self.model.parameters())
         return float(loss.detach())
 
-    def train(self, minutes: float, schedule_steps: int, log: Callable[[str], None]) -> dict:
-        """Train for `minutes` under the example's cosine schedule sized for `schedule_steps` steps."""
+    def schedule(self, schedule_steps: int) -> None:
+        """The example's cosine schedule with 500 warm-up steps, sized for `schedule_steps` steps."""
         from diffusers.optimization import get_scheduler
 
         self.lr_schedule = get_scheduler("cosine", optimizer=self.optimizer, num_warmup_steps=500,
                                          num_training_steps=schedule_steps)
-        self.lr_schedule_end = schedule_steps
-        budget, began, steps, losses = 60.0 * minutes, time.monotonic(), 0, []
-        while time.monotonic() - began < budget:
-            losses.append(self.step())
-            steps += 1
-        seconds = time.monotonic() - began
-        log(f"diffusers: {steps} steps in {seconds:.0f} s (cosine schedule sized for {schedule_steps}), "
-            f"last-100 loss {np.mean(losses[-100:]):.4f}")
+        self.lr_schedule_end, self.steps, self.seconds, self.losses = schedule_steps, 0, 0.0, []
+
+    def train_for(self, seconds: float) -> None:
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            self.losses.append(self.step())
+            self.steps += 1
+        self.seconds += time.monotonic() - began
+
+    def finish(self, log: Callable[[str], None]) -> dict:
+        log(f"diffusers: {self.steps} steps in {self.seconds:.0f} s (cosine schedule sized for "
+            f"{self.lr_schedule_end}), last-100 loss {np.mean(self.losses[-100:]):.4f}")
         self.ema.copy_to(self.model.parameters())
         self.model.eval()
-        return {"steps": steps, "seconds": seconds, "schedule_steps": schedule_steps}
+        return {"steps": self.steps, "seconds": self.seconds, "schedule_steps": self.lr_schedule_end}
 
     def draw(self, scheduler_name: str) -> np.ndarray:
         import diffusers
@@ -184,8 +199,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([
         "# Digits: Plume's default recipe vs diffusers' unconditional recipe", "",
         f"`{result['command']}` on {result['date']} ({result['machine']}; torch {result['torch']}, diffusers "
-        f"{result['diffusers_version']}). Each side trained for {result['minutes']} minutes of wall clock, alone, "
-        f"then drew {SAMPLES} samples (seeds 0..{SAMPLES - 1}) at {NFE} model evaluations.", "",
+        f"{result['diffusers_version']}). Each side trained for {result['minutes']} minutes of wall clock, in "
+        f"alternating 30-second slices, then drew {SAMPLES} samples (seeds 0..{SAMPLES - 1}) at {NFE} model evaluations.", "",
         "| | Plume | diffusers |", "|---|---|---|",
         f"| training steps (batch {result['batch_size']}) | {p['training']['steps']} | {d['training']['steps']} |",
         f"| parameters | {p['params']:,} | {d['params']:,} |",
@@ -234,24 +249,30 @@ def main() -> None:
                               "command": "python bench/digits.py " + " ".join(sys.argv[1:]),
                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
                               "torch": torch.__version__, "diffusers_version": diffusers.__version__}
+    # The example's cosine schedule needs its length: time a scratch copy first (outside the budget).
+    schedule_steps = int(DiffusersRecipe(data, batch).steps_per_second() * 60.0 * args.minutes)
+    rival = DiffusersRecipe(data, batch)
+    rival.schedule(schedule_steps)
+    slices = max(1, round(args.minutes * 60.0 / SLICE_SECONDS))
+    log(f"training both for {args.minutes} minutes each, alternating in {slices} slices (Plume first in even "
+        "slices, diffusers in odd ones), so that the machine's speed drifts alike for both")
     with tempfile.TemporaryDirectory() as tmp:
-        log(f"plume: training for {args.minutes} minutes")
-        denoiser, trained = train_plume(data, args.minutes, Path(tmp) / "plume", log)
+        plume = PlumeRecipe(data, Path(tmp) / "plume")
+        for k in range(slices):
+            for side in ((plume, rival) if k % 2 == 0 else (rival, plume)):
+                side.train_for(60.0 * args.minutes / slices)
+        denoiser, trained = plume.finish(log)
     drawn = {name: draw_plume(denoiser, shape, *spec) for name, spec in PLUME_SAMPLERS.items()}
     best, reports = best_of(drawn, measure, log, "plume")
     result["plume"] = {"training": trained, "best": best, "reports": reports,
                        "params": sum(p.numel() for p in denoiser.parameters())}
     plume_best = drawn[best]
 
-    log(f"diffusers: training for {args.minutes} minutes")
-    # The example's cosine schedule needs its length: time a scratch copy first (outside the budget).
-    schedule_steps = int(DiffusersRecipe(data, batch).steps_per_second() * 60.0 * args.minutes)
-    recipe = DiffusersRecipe(data, batch)
-    trained = recipe.train(args.minutes, schedule_steps, log)
-    drawn = {name: recipe.draw(name) for name in DIFFUSERS_SAMPLERS}
+    trained = rival.finish(log)
+    drawn = {name: rival.draw(name) for name in DIFFUSERS_SAMPLERS}
     best, reports = best_of(drawn, measure, log, "diffusers")
     result["diffusers"] = {"training": trained, "best": best, "reports": reports,
-                           "params": sum(p.numel() for p in recipe.model.parameters())}
+                           "params": sum(p.numel() for p in rival.model.parameters())}
     fid = (result["plume"]["reports"][result["plume"]["best"]]["fid"], reports[best]["fid"])
     ratio = result["plume"]["reports"][result["plume"]["best"]]["memorization"]["ratio"]
     result["fid_ratio"] = fid[0] / fid[1] if fid[1] > 0 else math.inf

@@ -6,20 +6,21 @@ layers_per_block (blocks_per_level), AttnDownBlock2D / AttnUpBlock2D at the same
 head_channels (channels per head), norm_num_groups, a middle attention block, and scale-shift conditioning of
 the residual blocks (resnet_time_scale_shift="scale_shift", which Plume's ADM-style blocks use). Parameter
 counts of both are printed (they differ by the noise-embedding input width and the affine terms of one
-GroupNorm per block, under 1 %). One training step is forward, MSE loss against a fixed random target, backward,
-and an AdamW step (foreach). After warm-up steps, timing rounds alternate between the models (Plume first in
-even rounds, diffusers first in odd ones) so that drift in the machine's speed hits both alike; each round times
-`--steps` consecutive steps, and the median step time over rounds gives images/s.
+GroupNorm per block, under 1 %). Each runs in two memory formats: channels_last, as Plume's trainer keeps images
+and conv weights (TrainConfig.channels_last), and contiguous, as diffusers' example trains. One training step is
+forward, MSE loss against a fixed random target, backward, and an AdamW step (foreach). After warm-up steps,
+timing rounds go through the four contenders, in reversed order every other round, so that drift in the
+machine's speed hits all alike; each round times `--steps` consecutive steps, and the median step time over
+rounds gives images/s.
 
-Peak memory. CUDA: torch.cuda.max_memory_allocated over the timed steps (weights, gradients, optimizer state
-and activations; the allocator's own cache is not counted). CPU: each model runs a few training steps in a
-fresh subprocess, and the report is the increase of the peak resident set size (resource.getrusage ru_maxrss)
-over its value just before the first step, i.e. what training adds on top of the built model and input batch
-(gradients, optimizer state, activations, allocator slack).
+Memory. CUDA: torch.cuda.max_memory_allocated over two steps (weights, gradients, optimizer state and
+activations; the allocator's own cache is not counted). CPU, where the process's resident size mostly shows
+the allocator and the libraries: the bytes a step must hold at its peak, counted exactly, i.e. weights,
+gradients and AdamW's two moments plus every tensor autograd saves for the backward pass.
 
 Run from the repository root (needs diffusers):
   python bench/unet_throughput.py                       # CPU, writes docs/unet_throughput.md
-  python bench/unet_throughput.py --device cuda --precision bf16 --channels-last
+  python bench/unet_throughput.py --device cuda --precision bf16
   python bench/unet_throughput.py --quick --no-docs     # smoke run
 References: Ho et al. 2020 (DDPM U-Net); Dhariwal & Nichol 2021 (ADM: scale-shift norm, attention heads).
 """
@@ -27,12 +28,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -66,6 +64,25 @@ CUDA_CASES = CPU_CASES[:1] + (
     Case("32x32x3, small preset (64,128,128), attention at level 1", "small", 3, 32, 128),
     Case("32x32x3, base preset (DDPM CIFAR-10 size)", "base", 3, 32, 128),
 )
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A library's U-Net in a memory format; `default` marks how that library's own trainer runs it."""
+
+    kind: str  # "plume" or "diffusers"
+    channels_last: bool
+    default: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {'channels_last' if self.channels_last else 'contiguous'}"
+
+
+# Plume's trainer keeps images and conv weights in channels_last (TrainConfig.channels_last); diffusers' example
+# trains contiguous tensors. The other two rows show each model in the other format.
+CONTENDERS = (Contender("plume", True, True), Contender("diffusers", False, True),
+              Contender("plume", False, False), Contender("diffusers", True, False))
 
 
 def diffusers_twin(options: dict[str, Any], sample_size: int):
@@ -134,48 +151,47 @@ def timed(trainee: Trainee, steps: int) -> float:
 
 
 def measure_speed(case: Case, args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
-    """Median seconds per step of both models over interleaved rounds, and CUDA peak memory."""
+    """Median seconds per step of every contender over interleaved rounds, and its training memory."""
     device = torch.device(args.device)
-    trainees = {kind: Trainee(kind, case, device, args.precision, args.channels_last) for kind in ("plume", "diffusers")}
+    trainees = {c: Trainee(c.kind, case, device, args.precision, c.channels_last) for c in CONTENDERS}
     for trainee in trainees.values():
         timed(trainee, args.warmup)
-    times: dict[str, list[float]] = {kind: [] for kind in trainees}
+    times: dict[Contender, list[float]] = {c: [] for c in trainees}
     for r in range(args.rounds):
-        for kind in (("plume", "diffusers") if r % 2 == 0 else ("diffusers", "plume")):
-            times[kind].append(timed(trainees[kind], args.steps))
-    result = {kind: {"params": parameter_count(t.net), "seconds_per_step": statistics.median(times[kind]),
-                     "spread": (min(times[kind]), max(times[kind]))} for kind, t in trainees.items()}
-    if device.type == "cuda":
-        for kind, trainee in trainees.items():
-            torch.cuda.reset_peak_memory_stats(device)
-            timed(trainee, 2)
-            result[kind]["memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-    for kind, r in result.items():
-        log(f"  {kind:9s} {r['params']:>11,} params  {1000 * r['seconds_per_step']:8.1f} ms/step "
-            f"(rounds {1000 * r['spread'][0]:.1f}..{1000 * r['spread'][1]:.1f})")
+        order = list(trainees) if r % 2 == 0 else list(reversed(trainees))
+        for contender in order:
+            times[contender].append(timed(trainees[contender], args.steps))
+    result = {c: {"params": parameter_count(t.net), "seconds_per_step": statistics.median(times[c]),
+                  "spread": (min(times[c]), max(times[c])), "memory_mib": training_memory_mib(t)}
+              for c, t in trainees.items()}
+    for c, r in result.items():
+        log(f"  {c.label:24s} {r['params']:>11,} params  {1000 * r['seconds_per_step']:8.1f} ms/step "
+            f"(rounds {1000 * r['spread'][0]:.1f}..{1000 * r['spread'][1]:.1f})  {r['memory_mib']:.0f} MiB")
     return result
 
 
-def peak_rss_increase_mib(kind: str, case: Case, args: argparse.Namespace) -> float:
-    """Peak-RSS increase of `steps` training steps of one model, measured in a fresh subprocess (CPU)."""
-    probe = {"kind": kind, "case": case.__dict__ | {"options": list(case.options)}, "threads": args.threads,
-             "precision": args.precision, "channels_last": args.channels_last, "steps": 3}
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-probe", json.dumps(probe)],
-                         capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+def training_memory_mib(trainee: Trainee) -> float:
+    """Memory of one training step in MiB. CUDA: torch.cuda.max_memory_allocated over two steps. CPU: the bytes
+    that a step must hold at its peak, counted exactly: weights, gradients and AdamW's two moments (4 x the
+    parameter bytes) plus every tensor autograd saves for the backward pass (unique storages, recorded by a
+    saved-tensors hook during the forward)."""
+    if trainee.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(trainee.device)
+        timed(trainee, 2)
+        return torch.cuda.max_memory_allocated(trainee.device) / 2**20
+    storages: dict[int, int] = {}
 
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
 
-def memory_probe(spec: str) -> None:
-    """Subprocess side of peak_rss_increase_mib: prints the ru_maxrss increase in MiB (Linux reports KiB)."""
-    probe = json.loads(spec)
-    torch.set_num_threads(probe["threads"])
-    case = Case(**{**probe["case"], "options": tuple(tuple(o) for o in probe["case"]["options"])})
-    trainee = Trainee(probe["kind"], case, torch.device("cpu"), probe["precision"], probe["channels_last"])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(probe["steps"]):
-        trainee.step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((after - before) / 1024)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.mse_loss(trainee.forward().float(), trainee.target)
+    loss.backward()
+    trainee.optimizer.zero_grad(set_to_none=True)
+    state = 4 * sum(p.numel() * p.element_size() for p in trainee.net.parameters())
+    return (state + sum(storages.values())) / 2**20
 
 
 def describe_machine(device: torch.device, threads: int) -> str:
@@ -184,38 +200,39 @@ def describe_machine(device: torch.device, threads: int) -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}"
 
 
-def report(rows: list[tuple[Case, dict[str, Any]]], args: argparse.Namespace, machine: str) -> str:
+def report(rows: list[tuple[Case, dict[Contender, Any]]], args: argparse.Namespace, machine: str) -> str:
     import diffusers
 
-    memory_name = "peak CUDA memory (MiB)" if args.device.startswith("cuda") else "peak RSS increase (MiB)"
-    lines = [f"| configuration | batch | params Plume / diffusers | images/s Plume | images/s diffusers | "
-             f"speed ratio Plume/diffusers | {memory_name} Plume / diffusers |",
-             "|---|---|---|---|---|---|---|"]
-    for case, r in rows:
-        p, d = r["plume"], r["diffusers"]
-        speed = [case.batch / x["seconds_per_step"] for x in (p, d)]
-        memory = f"{p['memory_mib']:.0f} / {d['memory_mib']:.0f}" if "memory_mib" in p else "n/a"
-        lines.append(f"| {case.name} | {case.batch} | {p['params']:,} / {d['params']:,} | {speed[0]:.0f} | "
-                     f"{speed[1]:.0f} | {speed[0] / speed[1]:.2f} | {memory} |")
+    memory = "peak CUDA memory (MiB)" if args.device.startswith("cuda") else "training memory (MiB)"
+    lines = ["| configuration | batch | model, memory format | params | images/s | speed vs diffusers default | "
+             f"{memory} |", "|---|---|---|---|---|---|---|"]
+    for case, result in rows:
+        baseline = next(r for c, r in result.items() if c.kind == "diffusers" and c.default)
+        for c, r in result.items():
+            name = f"**{c.label} (its trainer's default)**" if c.default else c.label
+            lines.append(f"| {case.name} | {case.batch} | {name} | {r['params']:,} | "
+                         f"{case.batch / r['seconds_per_step']:.4g} | "
+                         f"{baseline['seconds_per_step'] / r['seconds_per_step']:.2f} | {r['memory_mib']:.0f} |")
     command = "python bench/unet_throughput.py " + " ".join(sys.argv[1:])
     return "\n".join([
         "# U-Net training throughput: Plume vs diffusers", "",
         f"`{command.strip()}` on {datetime.date.today().isoformat()}: {machine}, diffusers {diffusers.__version__}, "
-        f"precision {args.precision}{', channels_last' if args.channels_last else ''}.", "",
+        f"precision {args.precision}.", "",
         *lines, "",
         f"One step = forward, MSE loss, backward, AdamW (foreach). {args.warmup} warm-up steps, then {args.rounds} "
-        f"rounds of {args.steps} steps per model, alternating which model goes first; images/s from the median "
+        f"rounds of {args.steps} steps per model, the order reversed every other round; images/s from the median "
         "round. The diffusers model is `diffusers_twin` of Plume's options (same widths, blocks per level, attention "
-        "levels, head width, norm groups, mid attention, scale-shift conditioning). Memory: on CUDA "
-        "`torch.cuda.max_memory_allocated` during training steps; on CPU the increase of peak RSS (ru_maxrss) over "
-        "3 training steps in a fresh subprocess per model.", ""])
+        "levels, head width, norm groups, mid attention, scale-shift conditioning). Plume's trainer keeps images and "
+        "conv weights in channels_last (`TrainConfig.channels_last`, on by default); diffusers' example trains "
+        "contiguous tensors; the other rows put each model in the other format. Memory: on CUDA "
+        "`torch.cuda.max_memory_allocated` over two steps; on CPU weights, gradients and AdamW moments plus the "
+        "tensors autograd saves for backward, counted exactly (see `training_memory_mib`).", ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
-    parser.add_argument("--channels-last", action="store_true", help="both models and inputs in channels_last")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=6)
@@ -223,23 +240,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one warm-up step, 2 rounds of 2 steps")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=True,
                         help="write docs/unet_throughput.md (default on)")
-    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_probe:
-        return memory_probe(args.memory_probe)
     if args.quick:
         args.warmup, args.rounds, args.steps = 1, 2, 2
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     machine = describe_machine(device, args.threads)
-    print(f"{machine}; precision {args.precision}{', channels_last' if args.channels_last else ''}")
+    print(f"{machine}; precision {args.precision}")
     rows = []
     for case in CUDA_CASES if device.type == "cuda" else CPU_CASES:
         print(f"{case.name}, batch {case.batch} ({PRESETS['unet'][case.preset]})")
         result = measure_speed(case, args, print)
-        if device.type == "cpu":
-            for kind in result:
-                result[kind]["memory_mib"] = peak_rss_increase_mib(kind, case, args)
         rows.append((case, result))
     text = report(rows, args, machine)
     print(text)

@@ -9,6 +9,6 @@ python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 python -m pip install --quiet --disable-pip-version-check -e .
 rm -rf runs/digits
 plume train --data digits --out runs/digits --minutes "${MINUTES:-4}"
-plume sample runs/digits --seeds 0-999 --sampler dpm++2m --steps 20 --out runs/digits/samples.npz --trajectory
+plume sample runs/digits --seeds 0-999 --sampler dpm++3m --steps 20 --out runs/digits/samples.npz --trajectory
 echo "done: runs/digits/ holds the checkpoint, loss.csv, samples.npz (uint8 NHWC), samples.png (grid),"
 echo "      samples-trajectory.png (x_t and x0_hat along the sampler's steps) and samples.json (evaluation)"

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import click
 import torch
 
-from ..backbones import BACKBONES
+from ..backbones import BACKBONES, PRESETS
 from ..data import TOY_SETS
 from ..data.sources import data_from_info, load_data
 from ..errors import PlumeError
@@ -105,7 +105,9 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     recipe = default_recipe(data.shape)
     spec = recipe["backbone"]
     if flags["backbone"] is not None and flags["backbone"] != spec["name"]:
-        spec.update(name=flags["backbone"], preset=None, options={})
+        # Another backbone starts from its smallest preset: a CPU-sized default (--preset picks a bigger one).
+        spec.update(name=flags["backbone"], preset="tiny" if "tiny" in PRESETS.get(flags["backbone"], {}) else None,
+                    options={})
     if flags["preset"] is not None:
         spec["preset"] = flags["preset"]
     spec["options"].update(parse_key_values(flags["backbone_options"]))

@@ -63,6 +63,7 @@ class TrainConfig:
     precision: str = "auto"
     preview_every: int = 0
     tensorboard: bool = False
+    channels_last: bool = True  # images (B, C, H, W) and 4-D weights in NHWC: faster convolutions (bench/unet_throughput.py)
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every", "sample_count", "sample_steps")
@@ -150,6 +151,8 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
         g = step_generator(config.seed, step, micro)
         index = torch.randint(len(data), (config.batch_size,), generator=g)  # (B,) drawn with replacement
         x0 = data.batch(index, g).to(device, non_blocking=True)  # (B, ...)
+        if config.channels_last and x0.ndim == 4:
+            x0 = x0.contiguous(memory_format=torch.channels_last)  # (B, C, H, W) stored as NHWC
         c = data.labels[index].to(device) if labelled else None
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
             torch.manual_seed(int(torch.randint(2**62, (), generator=g)))  # dropout's randomness, per micro-batch
@@ -190,6 +193,8 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     out.mkdir(parents=True, exist_ok=True)
     device = next(denoiser.parameters()).device
     autocast_dtype(config.precision, device)  # rejects fp16 off CUDA before any work
+    if config.channels_last and len(data.shape) == 3:
+        denoiser.to(memory_format=torch.channels_last)  # conv weights NHWC, as the batches (train_step)
     optimizer = torch.optim.AdamW(denoiser.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   foreach=True)  # fused multi-tensor update, also on CPU
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
