@@ -296,7 +296,7 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
         if saved.get(key) != run_config[key]:
             raise PlumeError(f"cannot resume: {source} has {key} {saved.get(key)}, this run has {run_config[key]}")
     for f in fields(TrainConfig):
-        old, new = saved.get("training", {}).get(f.name), run_config["training"][f.name]
+        old, new = saved.get("training", {}).get(f.name, f.default), run_config["training"][f.name]  # newer options: default
         if f.name not in RESUMABLE_CHANGES and old != new:
             raise PlumeError(f"cannot resume with {f.name}={new}: the run in {out} was trained with {f.name}={old}; "
                              f"an exact resume keeps every option but {', '.join(RESUMABLE_CHANGES)}")
