@@ -119,9 +119,10 @@ def save_image_grid(images: np.ndarray, path: Union[str, os.PathLike], columns: 
 
 def trajectory_strip(frames_x: Sequence[np.ndarray], frames_x0: Sequence[np.ndarray],
                      labels: Optional[Sequence[str]] = None, padding: int = 2,
-                     scale: Optional[int] = None) -> np.ndarray:
+                     scale: Optional[int] = None, row_names: Sequence[str] = ("x_t", "x0_hat")) -> np.ndarray:
     """The denoising path as one RGB picture: columns are sampler steps (headed by labels, e.g. "sigma=80.0"),
-    and each sample takes two rows, x_t above and x0_hat below; frames_x[k] and frames_x0[k] are (N, H, W, C)."""
+    and each sample takes two rows, x_t above and x0_hat below; frames_x[k] and frames_x0[k] are (N, H, W, C).
+    Any paired pictures fit the same layout (row_names names the two rows, e.g. a sample and its training twin)."""
     if len(frames_x) == 0 or len(frames_x) != len(frames_x0):
         raise PlumeError(f"trajectory_strip: need the same non-zero number of x_t and x0_hat frames, "
                          f"got {len(frames_x)} and {len(frames_x0)}")
@@ -139,7 +140,6 @@ def trajectory_strip(frames_x: Sequence[np.ndarray], frames_x0: Sequence[np.ndar
         scale = max(default_scale(h, w), math.ceil((widest + 2 * TEXT_MARGIN - padding) / w))
     tiles = np.stack([xt, x0], axis=1).reshape(n * 2 * steps, h, w, 3)  # sample-major: x_t row, x0_hat row
     grid = image_grid(tiles, columns=steps, padding=padding, scale=scale)  # (2N rows of tiles)
-    row_names = ["x_t", "x0_hat"]
     left = max(_text_box(t, font)[0] for t in row_names) + 2 * TEXT_MARGIN
     top = _band_height(labels) if labels else 0
     pitch_y, pitch_x = h * scale + padding, w * scale + padding

@@ -30,9 +30,11 @@ def as_pixels(images: Any, name: str) -> torch.Tensor:
     return rows / 255.0 if array.dtype == np.uint8 else rows
 
 
-def _min_distances(a: torch.Tensor, b: torch.Tensor, exclude_self: bool) -> np.ndarray:
-    """min_j ||a_i - b_j|| for each row of a (N, D), over rows of b (M, D); with exclude_self, j != i (a is b)."""
+def _nearest(a: torch.Tensor, b: torch.Tensor, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    """min_j ||a_i - b_j|| and its argmin j for each row of a (N, D) over rows of b (M, D); with exclude_self,
+    j != i (a is b)."""
     best = torch.full((len(a),), float("inf"), dtype=torch.float64)
+    where = torch.zeros(len(a), dtype=torch.long)
     for i in range(0, len(a), CHUNK):
         for j in range(0, len(b), CHUNK):
             d = torch.cdist(a[i:i + CHUNK], b[j:j + CHUNK])  # (n, m)
@@ -41,16 +43,25 @@ def _min_distances(a: torch.Tensor, b: torch.Tensor, exclude_self: bool) -> np.n
                 own = rows - j  # column of each row's own example in this block
                 inside = (own >= 0) & (own < d.shape[1])
                 d[inside.nonzero()[:, 0], own[inside]] = float("inf")
-            best[i:i + len(d)] = torch.minimum(best[i:i + len(d)], d.min(1).values)
-    return best.numpy()
+            value, index = d.min(1)  # (n,), (n,)
+            closer = value < best[i:i + len(d)]
+            best[i:i + len(d)] = torch.where(closer, value, best[i:i + len(d)])
+            where[i:i + len(d)] = torch.where(closer, index + j, where[i:i + len(d)])
+    return best.numpy(), where.numpy()
+
+
+def nearest_neighbors(samples: Any, reference: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (N,) from each sample to its nearest reference example (pixels in [0, 1]), and that example's
+    index (N,)."""
+    a, b = as_pixels(samples, "samples"), as_pixels(reference, "reference")
+    if a.shape[1] != b.shape[1]:
+        raise PlumeError(f"samples have {a.shape[1]} values each, reference examples {b.shape[1]}; shapes must match")
+    return _nearest(a, b, exclude_self=False)
 
 
 def nearest_neighbor_distances(samples: Any, reference: Any) -> np.ndarray:
     """Distance (N,) from each sample to its nearest reference example (pixels in [0, 1])."""
-    a, b = as_pixels(samples, "samples"), as_pixels(reference, "reference")
-    if a.shape[1] != b.shape[1]:
-        raise PlumeError(f"samples have {a.shape[1]} values each, reference examples {b.shape[1]}; shapes must match")
-    return _min_distances(a, b, exclude_self=False)
+    return nearest_neighbors(samples, reference)[0]
 
 
 def training_nn_distances(reference: Any) -> np.ndarray:
@@ -58,7 +69,7 @@ def training_nn_distances(reference: Any) -> np.ndarray:
     b = as_pixels(reference, "reference")
     if len(b) < 2:
         raise PlumeError("the reference set needs at least two examples for leave-one-out distances")
-    return _min_distances(b, b, exclude_self=True)
+    return _nearest(b, b, exclude_self=True)[0]
 
 
 def memorization_ratio(samples: Any, reference: Any, copy_threshold: float = 1 / 3) -> dict[str, float]:
