@@ -1,4 +1,4 @@
-"""The `plume` command: `plume train` and `plume sample`.
+"""The `plume` command: `plume train`, `plume sample` and `plume eval`.
 
 Valid names come from the registries (plume.PROCESSES, plume.PREDICTIONS, plume.SAMPLERS, plume.GRIDS,
 plume.BACKBONES and their presets, plume.objective.WEIGHTINGS / TIME_SAMPLINGS, plume.data.TOY_SETS and
@@ -33,10 +33,12 @@ def main() -> None:
     """Plume: train and sample diffusion models."""
 
 
+from .eval import evaluate  # noqa: E402
 from .sample import sample  # noqa: E402  (the commands register themselves on `main`)
 from .train import train  # noqa: E402
 
 main.add_command(train)
 main.add_command(sample)
+main.add_command(evaluate)
 
 __all__ = ["main", "train", "sample"]

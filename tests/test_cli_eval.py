@@ -1,0 +1,71 @@
+"""`plume eval`: a run or a samples file against reference images, with every figure labelled by sample count,
+feature network and reference; the memorization audit flags training images fed back as samples."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from plume.cli import main
+from plume.data import load_image_data
+
+TINY = ["--backbone-option", "channels=[16,32]", "--backbone-option", "norm_groups=8", "--backbone-option",
+        "head_channels=16", "--steps", "10", "--batch-size", "16", "--sample-count", "4", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLUME_CACHE", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def run(*args, code: int = 0) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_eval_a_run_with_bits_per_dim(tmp_path):
+    out = tmp_path / "run"
+    run("train", "--data", "digits", "--out", out, *TINY)
+    digits = load_image_data("digits").images.pixels
+    np.savez(tmp_path / "held_out.npz", arr_0=digits[:6])
+    output = run("eval", out, "--n", "40", "--steps", "4", "--nll", "--nll-data", tmp_path / "held_out.npz")
+    report = json.loads((out / "eval.json").read_text())
+    for key in ("fid", "kid", "precision", "recall", "inception_score", "memorization", "nll"):
+        assert key in report, key
+    assert report["n_samples"] == 40 and report["n_reference"] == 1797
+    assert "40 samples vs 1797 reference images" in output and "classifier" in output and "bits/dim" in output
+    assert report["nll"]["n_images"] == 6 and report["nll"]["probes"] == 1 and "uniform" in report["nll"]["dequantization"]
+    assert (out / "eval-audit.png").is_file()
+    assert report["reference_cache"] and (tmp_path / "cache").is_dir()
+
+
+def test_training_images_fed_back_are_flagged_and_the_cache_is_reused(tmp_path):
+    digits = load_image_data("digits").images.pixels
+    np.savez(tmp_path / "copies.npz", arr_0=digits[:50])
+    run("eval", tmp_path / "copies.npz", "--ref", "digits")
+    first = json.loads((tmp_path / "copies-eval.json").read_text())
+    assert first["memorization"]["copies"] == 50 and first["fid"] < 5 and first["precision"] == 1.0
+    run("eval", tmp_path / "copies.npz", "--ref", "digits", "--out", tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["reference_cache"] == first["reference_cache"] and again["fid"] == first["fid"]
+
+
+def test_eval_errors_are_one_line(tmp_path):
+    np.savez(tmp_path / "points.npz", arr_0=np.zeros((4, 2), np.float32))
+    assert "--ref is required" in run("eval", tmp_path / "points.npz", code=2)
+    assert "expected uint8 (N, H, W, C)" in run("eval", tmp_path / "points.npz", "--ref", "digits", code=1)
+    np.savez(tmp_path / "big.npz", arr_0=np.zeros((4, 16, 16, 3), np.uint8))
+    assert "reference of the samples' size" in run("eval", tmp_path / "big.npz", "--ref", "digits", code=1)
+
+
+def test_inception_without_its_weights_file_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("PLUME_INCEPTION", raising=False)
+    np.savez(tmp_path / "s.npz", arr_0=np.zeros((4, 8, 8, 1), np.uint8))
+    output = run("eval", tmp_path / "s.npz", "--ref", "digits", "--features", "inception", code=1)
+    assert "pt_inception-2015-12-05" in output and "--weights PATH" in output and "PLUME_INCEPTION" in output
