@@ -69,3 +69,15 @@ def test_inception_without_its_weights_file_says_how_to_get_it(tmp_path, monkeyp
     np.savez(tmp_path / "s.npz", arr_0=np.zeros((4, 8, 8, 1), np.uint8))
     output = run("eval", tmp_path / "s.npz", "--ref", "digits", "--features", "inception", code=1)
     assert "pt_inception-2015-12-05" in output and "--weights PATH" in output and "PLUME_INCEPTION" in output
+
+
+def test_sampler_sweep_plots_fid_against_nfe(tmp_path):
+    out = tmp_path / "run"
+    run("train", "--data", "digits", "--out", out, *TINY)
+    output = run("eval", out, "--n", "24", "--steps", "3", "--sweep", "--sweep-samplers", "euler,heun",
+                 "--sweep-nfe", "3,6")
+    sweep = json.loads((out / "eval.json").read_text())["sweep"]
+    assert [(p["sampler"], p["nfe"], p["steps"]) for p in sweep["points"]] == [
+        ("euler", 3, 3), ("euler", 6, 6), ("heun", 3, 2), ("heun", 6, 4)]  # Heun: 2 * steps - 1 evaluations
+    assert all(p["fid"] > 0 for p in sweep["points"]) and (out / "eval-sweep.png").stat().st_size > 5000
+    assert "sweep: best FID" in output

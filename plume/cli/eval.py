@@ -40,6 +40,9 @@ from .train import _device, set_threads
 @click.option("--nll-limit", type=click.IntRange(min=1), default=256, show_default=True,
               help="At most this many images for --nll (each takes one ODE solve per probe).")
 @click.option("--probes", type=click.IntRange(min=1), default=1, show_default=True, help="Hutchinson probes per image.")
+@click.option("--sweep", is_flag=True, help="Also FID at several samplers and NFE, plotted against NFE (a run only).")
+@click.option("--sweep-samplers", default="dpm++2m,dpm++3m,heun,euler", show_default=True)
+@click.option("--sweep-nfe", default="5,10,20,50", show_default=True, help="Model evaluations per sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds KID subsets, the classifier, dequantization.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report JSON (default: RUN/eval.json or SAMPLES-eval.json).")
 @click.option("--cache/--no-cache", default=True, show_default=True, help="Cache reference features on disk.")
@@ -47,8 +50,8 @@ from .train import _device, set_threads
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weights: Optional[Path], n: int,
              seeds: Optional[str], sampler: str, steps: int, batch_size: int, nll: bool, nll_data: Optional[str],
-             nll_limit: int, probes: int, seed: int, out: Optional[Path], cache: bool, device: str,
-             threads: Optional[int]) -> None:
+             nll_limit: int, probes: int, sweep: bool, sweep_samplers: str, sweep_nfe: str, seed: int,
+             out: Optional[Path], cache: bool, device: str, threads: Optional[int]) -> None:
     """Evaluate a run (drawing samples from it) or a samples .npz (arr_0 uint8 NHWC) against reference images."""
     set_threads(threads, False)
     is_run = target.is_dir()
@@ -83,8 +86,48 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
         if not is_run:
             raise click.UsageError("--nll needs a run (a model), not a samples file")
         report["nll"] = _bits_per_dim(denoiser, nll_data or ref, config, reference, nll_limit, probes, seed)
+    if sweep:
+        if not is_run:
+            raise click.UsageError("--sweep needs a run (a model to draw from), not a samples file")
+        report["sweep"] = sampler_sweep(denoiser, shape, seed_list, batch_size, network, reference, description,
+                                        sweep_samplers, sweep_nfe, out.with_name(out.stem + "-sweep.png"), cache)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     click.echo(summary(report, out))
+
+
+def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, network: Any, reference: np.ndarray,
+                  description: dict, samplers: str, nfe: str, path: Path, cache: bool) -> dict[str, Any]:
+    """FID of the same seeds drawn with each sampler at each number of model evaluations (NFE); a PNG of FID
+    against NFE. A sampler with e evaluations per step runs round(NFE / e) steps (Heun: its last step is Euler's,
+    so it spends 2 * steps - 1)."""
+    from ..data.images import tensor_to_images
+    from ..evaluation.frechet import frechet_distance
+    from ..evaluation.report import reference_features
+    from ..train.plots import line_plot
+
+    names = [s.strip() for s in samplers.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SAMPLERS]
+    if unknown:
+        raise click.BadParameter(f"unknown sampler {unknown[0]!r}; valid: {', '.join(sorted(SAMPLERS))}",
+                                 param_hint="--sweep-samplers")
+    budgets = sorted({int(v) for v in nfe.split(",") if v.strip()})
+    real, _ = reference_features(network, reference, description, cache)
+    rows, series = [], {}
+    for name in names:
+        per_step = SAMPLERS[name].evaluations_per_step or 1.0
+        xs, ys = [], []
+        for budget in budgets:
+            steps = max(1, round((budget + (1 if per_step == 2 else 0)) / per_step))
+            pixels = tensor_to_images(draw(denoiser, shape, seeds, batch_size, dict(sampler=name, steps=steps, grid=None)))
+            fid = frechet_distance(network.features(pixels), real)
+            rows.append({"sampler": name, "steps": steps, "nfe": budget, "fid": fid})
+            xs.append(budget)
+            ys.append(fid)
+            click.echo(f"  sweep {name:10s} {steps:3d} steps (~{budget} NFE): FID {fid:.4g}")
+        series[name] = (xs, ys)
+    line_plot(path, series, "model evaluations per sample (NFE)", f"FID ({network.name.split(' (')[0]})",
+              title=f"FID of {len(seeds)} samples against NFE", log_y=True)
+    return {"points": rows, "plot": str(path)}
 
 
 def _reference(ref: Optional[str], config: Optional[dict], target: Path) -> tuple[np.ndarray, Optional[np.ndarray], dict]:
@@ -145,5 +188,9 @@ def summary(report: dict[str, Any], path: Path) -> str:
         if r["fraction_also_in_training_data"] > 0:
             lines.append(f"  note: {100 * r['fraction_also_in_training_data']:.0f}% of these images are in the training "
                          "data, so bits/dim on them flatters the model; pass held-out images with --nll-data")
+    if "sweep" in report:
+        best = min(report["sweep"]["points"], key=lambda p: p["fid"])
+        lines.append(f"  sweep: best FID {best['fid']:.4g} with {best['sampler']} at {best['nfe']} NFE; plot -> "
+                     f"{report['sweep']['plot']}")
     lines.append(f"report -> {path}")
     return "\n".join(lines)

@@ -49,7 +49,10 @@ def image_metrics(samples: np.ndarray, reference: np.ndarray, network: FeatureNe
     Score of uint8 samples (N, H, W, C) against reference images (M, H, W, C)."""
     real, cache_file = reference_features(network, reference, reference_description, cache, progress)
     fake = network.features(samples, progress=progress)  # (N, F)
-    kid = kernel_inception_distance(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+    # Subsets of at most half of each set, so that they differ in samples as well as in reference images and the
+    # standard error over subsets reflects the sampling noise of both (a subset holding every sample would not).
+    size = max(2, min(kid_subset_size, len(samples) // 2, len(reference) // 2))
+    kid = kernel_inception_distance(real, fake, subsets=kid_subsets, subset_size=size, seed=seed)
     report: dict[str, Any] = {
         "fid": frechet_distance(fake, real),
         "kid": {"mean": kid.mean, "standard_error": kid.standard_error, "std": kid.std, "subsets": kid.subsets,

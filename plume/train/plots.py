@@ -52,3 +52,35 @@ def _scatter_figure(samples: torch.Tensor, data: Optional[torch.Tensor], title: 
         ax.set_title(f"{name}, n = {len(x)}" + (f", coordinates 1-2 of {dim}" if dim > 2 else ""))
     fig.tight_layout()
     return fig
+
+
+def line_plot(path: Union[str, os.PathLike], series: dict[str, tuple[list[float], list[float]]], x_label: str,
+              y_label: str, title: str = "", log_x: bool = True, log_y: bool = False) -> Path:
+    """Save a PNG of one marked line per named series {name: (xs, ys)}, e.g. FID against model evaluations."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    fig = Figure(figsize=(6.0, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", label=name)
+    if log_x:
+        ax.set_xscale("log")
+        ticks = sorted({x for xs, _ in series.values() for x in xs})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if log_y:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
