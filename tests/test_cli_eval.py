@@ -81,3 +81,18 @@ def test_sampler_sweep_plots_fid_against_nfe(tmp_path):
         ("euler", 3, 3), ("euler", 6, 6), ("heun", 3, 2), ("heun", 6, 4)]  # Heun: 2 * steps - 1 evaluations
     assert all(p["fid"] > 0 for p in sweep["points"]) and (out / "eval-sweep.png").stat().st_size > 5000
     assert "sweep: best FID" in output
+
+
+def test_holdout_images_are_never_trained_on_and_serve_nll(tmp_path):
+    out = tmp_path / "run"
+    run("train", "--data", "digits", "--holdout", "0.1", "--out", out, *TINY)
+    from plume.data.sources import data_from_info
+    from plume.train import read_config
+    data = data_from_info(read_config(out)["data"])
+    assert len(data.held_out) == 180 and len(data) == 1797 - 180 and data.info()["holdout"] == 0.1
+    rows = lambda x: {bytes(r) for r in x.reshape(len(x), -1)}  # noqa: E731
+    assert len(data) == len(data.train_pixels) and not rows(data.held_out) - rows(load_image_data("digits").images.pixels)
+    output = run("eval", out, "--n", "20", "--steps", "3", "--nll", "--nll-limit", "4")
+    report = json.loads((out / "eval.json").read_text())
+    assert report["nll"]["data"] == "the run's held-out images" and report["n_reference"] == 1797 - 180
+    assert report["nll"]["n_images"] == 4 and "bits/dim" in output

@@ -36,7 +36,7 @@ from .train import _device, set_threads
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--nll", is_flag=True, help="Also bits/dim of held-out images (--nll-data) through the PF-ODE.")
-@click.option("--nll-data", help="Held-out images for --nll (default: --ref).")
+@click.option("--nll-data", help="Held-out images for --nll (default: the run's --holdout images, else --ref).")
 @click.option("--nll-limit", type=click.IntRange(min=1), default=256, show_default=True,
               help="At most this many images for --nll (each takes one ODE solve per probe).")
 @click.option("--probes", type=click.IntRange(min=1), default=1, show_default=True, help="Hutchinson probes per image.")
@@ -138,10 +138,10 @@ def _reference(ref: Optional[str], config: Optional[dict], target: Path) -> tupl
     if config is None:
         raise click.UsageError("--ref is required with a samples file (which data are the samples meant to match?)")
     data = data_from_info(config["data"], str(find_checkpoint(target) / "config.json"))
-    images = getattr(data, "images", None)
-    if images is None:
+    if getattr(data, "images", None) is None:
         raise PlumeError(f"the run {target} was not trained on images; plume eval measures images")
-    return images.pixels, images.labels, {"source": "the run's training data", **images.loader}
+    return data.train_pixels, data.train_labels, {"source": "the run's training data", **data.images.loader,
+                                                   "holdout": data.holdout}
 
 
 def _read_samples(path: Path) -> np.ndarray:
@@ -158,8 +158,13 @@ def _bits_per_dim(denoiser: Any, source: Optional[str], config: dict, train_pixe
                   probes: int, seed: int) -> dict[str, Any]:
     """Bits/dim of up to `limit` held-out images, beside a per-pixel Gaussian fitted to the run's training data."""
     if source is None:
-        raise click.UsageError("--nll needs held-out images: --nll-data SOURCE (or --ref)")
-    held_out = load_images(source, limit=limit, seed=seed).pixels  # (K, H, W, C)
+        data = data_from_info(config["data"])
+        if not len(getattr(data, "held_out", ())):
+            raise click.UsageError("--nll needs held-out images: train with --holdout FRACTION, or give "
+                                   "--nll-data SOURCE (or --ref)")
+        source, held_out = "the run's held-out images", data.held_out[:limit]  # (K, H, W, C)
+    else:
+        held_out = load_images(source, limit=limit, seed=seed).pixels  # (K, H, W, C)
     result = image_bits_per_dim(denoiser, held_out, probes=probes, seed=seed)
     result.pop("per_image")
     overlap = float(np.isin(held_out.reshape(len(held_out), -1).view(f"V{held_out[0].size}"),

@@ -48,6 +48,8 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--channels", type=click.Choice(["rgb", "gray"]), help="Image channels (default: the data's).")
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips (default off).")
 @click.option("--on-error", type=click.Choice(["stop", "skip"]), help="An unreadable image stops the run or is skipped.")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True),
+              help="Keep this fraction of the images out of training (seeded), for `plume eval --nll`.")
 @click.option("--limit", type=POSITIVE, help="Use at most this many examples (toy sets: draw this many points).")
 @click.option("--steps", type=POSITIVE, help="Train up to this step.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), help="Time budget; stops early, with a checkpoint.")
@@ -101,6 +103,7 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     seed = flags["seed"] if flags["seed"] is not None else 0
     data = load_data(flags["data"], seed=seed, image_size=flags["image_size"], channels=flags["channels"],
                      flip=bool(flags["flip"]), on_error=flags["on_error"] or "stop", limit=flags["limit"],
+                     holdout=flags["holdout"] or 0.0,
                      progress=not flags["quiet"])
     recipe = default_recipe(data.shape)
     spec = recipe["backbone"]

@@ -214,10 +214,16 @@ def load_images(source: str, image_size: Optional[int] = None, channels: Optiona
 class ImageData:
     """The trainer's view of an ImageSet: one float32 tensor (N, C, H, W) in [-1, 1], labels, optional flips."""
 
-    def __init__(self, images: ImageSet, flip: bool = False):
-        self.images, self.flip = images, bool(flip)
-        self.data = images_to_tensor(images.pixels)  # (N, C, H, W)
-        self._labels = None if images.labels is None else torch.as_tensor(images.labels, dtype=torch.long)  # (N,)
+    def __init__(self, images: ImageSet, flip: bool = False, holdout: float = 0.0):
+        if not 0.0 <= holdout < 1.0:
+            raise PlumeError(f"holdout must be a fraction in [0, 1), got {holdout}")
+        self.images, self.flip, self.holdout = images, bool(flip), float(holdout)
+        train, held = holdout_split(len(images.pixels), holdout, int(images.loader.get("seed", 0)))
+        self.held_out = images.pixels[held]  # (K, H, W, C) uint8, never trained on (for bits/dim, evaluation)
+        self.train_pixels = images.pixels[train]  # (N - K, H, W, C) uint8, what training sees
+        self.train_labels = None if images.labels is None else images.labels[train]  # (N - K,)
+        self.data = images_to_tensor(images.pixels[train])  # (N - K, C, H, W)
+        self._labels = None if images.labels is None else torch.as_tensor(images.labels[train], dtype=torch.long)
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -249,7 +255,7 @@ class ImageData:
     def info(self) -> dict[str, Any]:
         """JSON-able description; image_data_from_info(info) rebuilds identical data."""
         return {"kind": "images", "name": self.images.name, "loader": dict(self.images.loader), "flip": self.flip,
-                "num_classes": self.num_classes, "class_names": self.images.class_names}
+                "holdout": self.holdout, "num_classes": self.num_classes, "class_names": self.images.class_names}
 
     def to_uint8(self, x: torch.Tensor) -> np.ndarray:
         """float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), the on-disk sample format."""
@@ -260,9 +266,15 @@ class ImageData:
         return add_title(image_grid(tensor_to_images(x)), title)
 
 
-def load_image_data(source: str, flip: bool = False, **load_images_kwargs: Any) -> ImageData:
-    """ImageData(load_images(source, **load_images_kwargs), flip)."""
-    return ImageData(load_images(source, **load_images_kwargs), flip=flip)
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (training, held out) of n examples, round(fraction * n) held out by a seeded permutation."""
+    held = np.sort(np.random.default_rng([int(seed), 7]).permutation(n)[: int(round(fraction * n))])
+    return np.setdiff1d(np.arange(n), held), held
+
+
+def load_image_data(source: str, flip: bool = False, holdout: float = 0.0, **load_images_kwargs: Any) -> ImageData:
+    """ImageData(load_images(source, **load_images_kwargs), flip, holdout)."""
+    return ImageData(load_images(source, **load_images_kwargs), flip=flip, holdout=holdout)
 
 
 def image_data_from_info(info: dict[str, Any], progress: bool = False) -> ImageData:
@@ -274,4 +286,5 @@ def image_data_from_info(info: dict[str, Any], progress: bool = False) -> ImageD
     if not isinstance(loader, dict) or "source" not in loader or set(loader) - set(fields):
         raise PlumeError(f"data info: 'loader' must be a dict with 'source' and only the keys {fields}, "
                          f"got {loader!r}")
-    return load_image_data(flip=bool(info.get("flip", False)), progress=progress, **loader)
+    return load_image_data(flip=bool(info.get("flip", False)), holdout=float(info.get("holdout", 0.0)),
+                           progress=progress, **loader)

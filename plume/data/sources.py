@@ -19,19 +19,19 @@ TOY_POINTS = 50_000  # toy-set size for training
 
 def load_data(source: str, seed: int = 0, image_size: Optional[int] = None, channels: Optional[str] = None,
               flip: bool = False, on_error: str = "stop", limit: Optional[int] = None,
-              progress: bool = True) -> TrainingData:
+              progress: bool = True, holdout: float = 0.0) -> TrainingData:
     """The training data named by `source`: a toy set (plume.data.TOY_SETS), an embedded image set
     (plume.data.IMAGE_SETS), a folder of images, an .npz file, or "hf:PATH" (a data set saved with save_to_disk)."""
     if source in TOY_SETS:
-        if image_size is not None or channels is not None or flip:
-            raise PlumeError(f"{source!r} is a toy set of 2-D points; image options (size, channels, flip) do not apply")
+        if image_size is not None or channels is not None or flip or holdout:
+            raise PlumeError(f"{source!r} is a toy set of 2-D points; image options (size, channels, flip, holdout) do not apply")
         n = limit or TOY_POINTS
         return TensorData(toy_data(source, n, seed), info={"kind": "toy", "name": source, "n": n, "seed": seed})
     if source not in IMAGE_SETS and not source.startswith("hf:") and not Path(source).exists():
         raise PlumeError(f"no data named {source!r}: not a toy set ({', '.join(TOY_SETS)}), not an image set "
                          f"({', '.join(IMAGE_SETS)}), and no file or folder of that name exists; "
                          "give a folder of images, an .npz file or hf:PATH")
-    return load_image_data(source, flip=flip, image_size=image_size, channels=channels, on_error=on_error,
+    return load_image_data(source, flip=flip, holdout=holdout, image_size=image_size, channels=channels, on_error=on_error,
                            limit=limit, seed=seed, progress=progress)
 
 
