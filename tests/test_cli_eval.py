@@ -96,3 +96,12 @@ def test_holdout_images_are_never_trained_on_and_serve_nll(tmp_path):
     report = json.loads((out / "eval.json").read_text())
     assert report["nll"]["data"] == "the run's held-out images" and report["n_reference"] == 1797 - 180
     assert report["nll"]["n_images"] == 4 and "bits/dim" in output
+
+
+def test_a_ddpm_run_also_reports_its_elbo(tmp_path):
+    out = tmp_path / "run"
+    run("train", "--data", "digits", "--holdout", "0.05", "--process", "ddpm", "--prediction", "eps",
+        "--weighting", "simple", "--time-sampling", "uniform", "--out", out, *TINY)
+    output = run("eval", out, "--n", "10", "--steps", "3", "--sampler", "ddim", "--nll", "--nll-limit", "3")
+    elbo = json.loads((out / "eval.json").read_text())["nll"]["elbo"]
+    assert elbo["n_images"] == 3 and elbo["bits_per_dim"] > 0 and "DDPM ELBO bound" in output

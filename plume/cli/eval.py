@@ -13,7 +13,7 @@ from ..data.images import load_images
 from ..data.sources import data_from_info
 from ..errors import PlumeError
 from ..evaluation.audit import memorization_audit
-from ..evaluation.bits_per_dim import gaussian_bits_per_dim, image_bits_per_dim
+from ..evaluation.bits_per_dim import gaussian_bits_per_dim, image_bits_per_dim, image_elbo_bits_per_dim
 from ..evaluation.features import FEATURE_NETWORKS, feature_network
 from ..evaluation.report import image_metrics
 from ..samplers import SAMPLERS
@@ -167,6 +167,8 @@ def _bits_per_dim(denoiser: Any, source: Optional[str], config: dict, train_pixe
         held_out = load_images(source, limit=limit, seed=seed).pixels  # (K, H, W, C)
     result = image_bits_per_dim(denoiser, held_out, probes=probes, seed=seed)
     result.pop("per_image")
+    if denoiser.process.name == "ddpm":  # the discrete chain also has its variational bound
+        result["elbo"] = image_elbo_bits_per_dim(denoiser, held_out, seed=seed)
     overlap = float(np.isin(held_out.reshape(len(held_out), -1).view(f"V{held_out[0].size}"),
                             train_pixels.reshape(len(train_pixels), -1).view(f"V{train_pixels[0].size}")).mean())
     return {**result, "data": source, "gaussian_baseline_bits_per_dim": gaussian_bits_per_dim(train_pixels, held_out, seed),
@@ -190,6 +192,9 @@ def summary(report: dict[str, Any], path: Path) -> str:
         lines.append(f"  bits/dim {r['bits_per_dim']:.3f} +- {r['standard_error']:.3f} on {r['n_images']} images of "
                      f"{r['data']} (per-pixel Gaussian: {r['gaussian_baseline_bits_per_dim']:.3f}; {r['probes']} "
                      f"Hutchinson probe(s); {r['dequantization']})")
+        if "elbo" in r:
+            lines.append(f"  DDPM ELBO bound {r['elbo']['bits_per_dim']:.3f} +- {r['elbo']['standard_error']:.3f} "
+                         f"bits/dim ({r['elbo']['decoder']})")
         if r["fraction_also_in_training_data"] > 0:
             lines.append(f"  note: {100 * r['fraction_also_in_training_data']:.0f}% of these images are in the training "
                          "data, so bits/dim on them flatters the model; pass held-out images with --nll-data")
