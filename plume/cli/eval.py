@@ -9,13 +9,15 @@ from typing import Any, Optional
 import click
 import numpy as np
 
-from ..data.images import load_images
+from ..data.images import load_images, tensor_to_images
 from ..data.sources import data_from_info
 from ..errors import PlumeError
 from ..evaluation.audit import memorization_audit
 from ..evaluation.bits_per_dim import gaussian_bits_per_dim, image_bits_per_dim, image_elbo_bits_per_dim
-from ..evaluation.features import FEATURE_NETWORKS, feature_network
-from ..evaluation.report import image_metrics
+from ..evaluation.features import FEATURE_NETWORKS, FeatureNetwork, feature_network
+from ..evaluation.frechet import frechet_distance
+from ..evaluation.report import image_metrics, reference_features
+from ..train.plots import line_plot
 from ..samplers import SAMPLERS
 from ..train import find_checkpoint, load_denoiser, read_config
 from .options import parse_seeds
@@ -58,7 +60,7 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
     if not is_run and target.suffix != ".npz":
         raise click.BadParameter(f"{target} is neither a run directory nor a .npz of samples", param_hint="RUN_OR_SAMPLES")
     config = read_config(target) if is_run else None
-    reference, labels, description = _reference(ref, config, target)
+    reference, labels, description, held_out = _reference(ref, config, target)
     report: dict[str, Any] = {"target": str(target)}
     if is_run:
         denoiser = load_denoiser(target, ema=True, device=_device(device))
@@ -66,7 +68,6 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
         if len(shape) != 3:
             raise PlumeError(f"plume eval measures images; the run {target} holds data shaped {list(shape)}")
         seed_list = parse_seeds(seeds) if seeds else list(range(n))
-        from ..data.images import tensor_to_images
         samples = tensor_to_images(draw(denoiser, shape, seed_list, batch_size,
                                         dict(sampler=sampler, steps=steps, grid=None)))  # (n, H, W, C)
         report["sampling"] = {"sampler": sampler, "steps": steps, "seeds": f"{seed_list[0]}..{seed_list[-1]}"}
@@ -78,40 +79,35 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
     name = network_name or ("classifier" if labels is not None else "inception")
     network = feature_network(name, path=weights, train_images=reference, train_labels=labels, seed=seed,
                               progress=True)
-    report.update(image_metrics(samples, reference, network, description, seed=seed, cache=cache, progress=True))
+    real, cache_file = reference_features(network, reference, description, cache, progress=True)  # (M, F)
+    report.update(image_metrics(samples, real, network, description, cache_file, seed=seed, progress=True))
     out = out or (target / "eval.json" if is_run else target.with_name(target.stem + "-eval.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     report["memorization"] = memorization_audit(samples, reference, out.with_name(out.stem + "-audit.png"))
     if nll:
         if not is_run:
             raise click.UsageError("--nll needs a run (a model), not a samples file")
-        report["nll"] = _bits_per_dim(denoiser, nll_data or ref, config, reference, nll_limit, probes, seed)
+        report["nll"] = _bits_per_dim(denoiser, nll_data or ref, held_out, reference, nll_limit, probes, seed)
     if sweep:
         if not is_run:
             raise click.UsageError("--sweep needs a run (a model to draw from), not a samples file")
-        report["sweep"] = sampler_sweep(denoiser, shape, seed_list, batch_size, network, reference, description,
-                                        sweep_samplers, sweep_nfe, out.with_name(out.stem + "-sweep.png"), cache)
+        report["sweep"] = sampler_sweep(denoiser, shape, seed_list, batch_size, network, real, sweep_samplers,
+                                        sweep_nfe, out.with_name(out.stem + "-sweep.png"))
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     click.echo(summary(report, out))
 
 
-def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, network: Any, reference: np.ndarray,
-                  description: dict, samplers: str, nfe: str, path: Path, cache: bool) -> dict[str, Any]:
+def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, network: FeatureNetwork,
+                  real: np.ndarray, samplers: str, nfe: str, path: Path) -> dict[str, Any]:
     """FID of the same seeds drawn with each sampler at each number of model evaluations (NFE); a PNG of FID
     against NFE. A sampler with e evaluations per step runs round(NFE / e) steps (Heun: its last step is Euler's,
-    so it spends 2 * steps - 1)."""
-    from ..data.images import tensor_to_images
-    from ..evaluation.frechet import frechet_distance
-    from ..evaluation.report import reference_features
-    from ..train.plots import line_plot
-
+    so it spends 2 * steps - 1). `real` holds the reference features (M, F)."""
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     unknown = [s for s in names if s not in SAMPLERS]
     if unknown:
         raise click.BadParameter(f"unknown sampler {unknown[0]!r}; valid: {', '.join(sorted(SAMPLERS))}",
                                  param_hint="--sweep-samplers")
     budgets = sorted({int(v) for v in nfe.split(",") if v.strip()})
-    real, _ = reference_features(network, reference, description, cache)
     rows, series = [], {}
     for name in names:
         per_step = SAMPLERS[name].evaluations_per_step or 1.0
@@ -130,18 +126,20 @@ def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int
     return {"points": rows, "plot": str(path)}
 
 
-def _reference(ref: Optional[str], config: Optional[dict], target: Path) -> tuple[np.ndarray, Optional[np.ndarray], dict]:
-    """Reference pixels (M, H, W, C) uint8, labels (M,) or None, and the description that keys the cache."""
+def _reference(ref: Optional[str], config: Optional[dict],
+               target: Path) -> tuple[np.ndarray, Optional[np.ndarray], dict, Optional[np.ndarray]]:
+    """Reference pixels (M, H, W, C) uint8, labels (M,) or None, the description that keys the cache, and the
+    run's held-out images (K, H, W, C) when it has any (else None)."""
     if ref is not None:
         images = load_images(ref)
-        return images.pixels, images.labels, {"source": ref, **images.loader}
+        return images.pixels, images.labels, {"source": ref, **images.loader}, None
     if config is None:
         raise click.UsageError("--ref is required with a samples file (which data are the samples meant to match?)")
     data = data_from_info(config["data"], str(find_checkpoint(target) / "config.json"))
     if getattr(data, "images", None) is None:
         raise PlumeError(f"the run {target} was not trained on images; plume eval measures images")
     return data.train_pixels, data.train_labels, {"source": "the run's training data", **data.images.loader,
-                                                   "holdout": data.holdout}
+                                                   "holdout": data.holdout}, data.held_out
 
 
 def _read_samples(path: Path) -> np.ndarray:
@@ -154,15 +152,15 @@ def _read_samples(path: Path) -> np.ndarray:
     return samples
 
 
-def _bits_per_dim(denoiser: Any, source: Optional[str], config: dict, train_pixels: np.ndarray, limit: int,
-                  probes: int, seed: int) -> dict[str, Any]:
-    """Bits/dim of up to `limit` held-out images, beside a per-pixel Gaussian fitted to the run's training data."""
+def _bits_per_dim(denoiser: Any, source: Optional[str], run_held_out: Optional[np.ndarray], train_pixels: np.ndarray,
+                  limit: int, probes: int, seed: int) -> dict[str, Any]:
+    """Bits/dim of up to `limit` held-out images (`source`, else the run's), beside a per-pixel Gaussian fitted to
+    the run's training data."""
     if source is None:
-        data = data_from_info(config["data"])
-        if not len(getattr(data, "held_out", ())):
+        if run_held_out is None or not len(run_held_out):
             raise click.UsageError("--nll needs held-out images: train with --holdout FRACTION, or give "
                                    "--nll-data SOURCE (or --ref)")
-        source, held_out = "the run's held-out images", data.held_out[:limit]  # (K, H, W, C)
+        source, held_out = "the run's held-out images", run_held_out[:limit]  # (K, H, W, C)
     else:
         held_out = load_images(source, limit=limit, seed=seed).pixels  # (K, H, W, C)
     result = image_bits_per_dim(denoiser, held_out, probes=probes, seed=seed)

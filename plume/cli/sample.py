@@ -136,8 +136,7 @@ def evaluate_labelled_images(pixels: np.ndarray, info: dict, run: Path, path: Pa
     from ..evaluation import evaluate_images
 
     data = data_from_info(info, str(run / "checkpoint" / "config.json"))
-    train_pixels = tensor_to_images(data.batch(torch.arange(len(data)), torch.Generator()))  # (N, H, W, C)
-    report = evaluate_images(pixels, train_pixels, data.labels.numpy())
+    report = evaluate_images(pixels, data.train_pixels, data.train_labels)  # the images training saw, unflipped
     path.write_text(json.dumps(report, indent=2, default=float) + "\n")
     memo = report["memorization"]
     click.echo(f"evaluation against the {report['n_reference']} training images ({report['feature_network']}) -> {path}\n"

@@ -80,7 +80,7 @@ def train(ctx: click.Context, **flags: Any) -> None:
     points = (saved["data"].get("name") if flags["resume"] else flags["data"]) in TOY_SETS
     set_threads(flags["threads"] or saved.get("runtime", {}).get("cpu_threads"), points)
     if flags["resume"]:
-        denoiser, data, options = _resumed(ctx, flags)
+        denoiser, data, options = _resumed(ctx, flags, saved)
     else:
         denoiser, data, options = _fresh(flags)
     denoiser = denoiser.to(_device(flags["device"]))
@@ -125,15 +125,14 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     return denoiser, data, options
 
 
-def _resumed(ctx: click.Context, flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """The saved run: its denoiser and data from config.json, with the few flags a resume may change."""
+def _resumed(ctx: click.Context, flags: dict[str, Any], saved: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """The saved run: its denoiser and data from its config.json (`saved`), with the few flags a resume may change."""
     given = [p for p in ctx.params if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
     fixed = sorted(set(given) - RESUME_FLAGS)
     if fixed:
         raise click.UsageError(f"--{fixed[0].replace('_', '-')} cannot be given with --resume: a resumed run keeps its "
                                f"saved settings (only {', '.join('--' + f.replace('_', '-') for f in sorted(RESUME_FLAGS))})")
     out = flags["out"]
-    saved = read_config(out)
     denoiser = build_denoiser(saved, find_checkpoint(out) / "config.json")
     data = data_from_info(saved["data"], str(find_checkpoint(out) / "config.json"))
     changed = {k: flags[k] for k in RESUME_FLAGS & set(TRAINING_FLAGS) if k in given}

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.image_grid import save_trajectory_strip
 from ..errors import PlumeError
-from .memorization import nearest_neighbors, training_nn_distances
+from .memorization import nearest_training_twins
 
 
 def memorization_audit(samples: np.ndarray, reference: np.ndarray, path: Union[str, os.PathLike], count: int = 12,
@@ -28,11 +28,10 @@ def memorization_audit(samples: np.ndarray, reference: np.ndarray, path: Union[s
                          f"{samples.shape} and reference {reference.dtype} {reference.shape}")
     if count < 1:
         raise PlumeError(f"memorization_audit: count must be >= 1, got {count}")
-    distance, twin = nearest_neighbors(samples, reference)  # (N,), (N,)
-    typical = float(np.median(training_nn_distances(reference)))
+    distance, twin, typical = nearest_training_twins(samples, reference)  # (N,), (N,), scalar
     relative = distance / typical if typical > 0 else np.full_like(distance, np.inf)  # (N,)
     closest = np.argsort(relative, kind="stable")[:count]  # (k,)
-    copies = relative < copy_threshold  # (N,)
+    copies = distance < copy_threshold * typical  # (N,), the rule of memorization_ratio
     labels = [f"{relative[i]:.2f}{' COPY' if copies[i] else ''}" for i in closest]
     save_trajectory_strip([samples[i:i + 1] for i in closest], [reference[twin[i]:twin[i] + 1] for i in closest],
                           Path(path), labels=labels, row_names=("sample", "nearest training"))

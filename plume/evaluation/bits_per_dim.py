@@ -18,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from ..data.images import images_to_tensor
 from ..errors import PlumeError
 from ..likelihood import ddpm_elbo, ode_likelihood
 
@@ -76,7 +77,7 @@ def image_elbo_bits_per_dim(denoiser: Any, pixels: np.ndarray, seed: int = 0, ba
     """DDPM's variational bound in bits/dim of uint8 images (N, H, W, C) with the discretized Gaussian decoder
     (Ho et al. 2020, eq. 13): a bound on the discrete likelihood itself, so no dequantization. Needs a model
     trained under the 'ddpm' process."""
-    y = torch.from_numpy(np.asarray(pixels, dtype=np.float64) / SCALE - 1).permute(0, 3, 1, 2).float()  # (N, C, H, W)
+    y = images_to_tensor(pixels)  # (N, C, H, W), x / 127.5 - 1 as in training
     device = next(denoiser.parameters()).device
     parts = [ddpm_elbo(denoiser, denoiser.process, y[i:i + batch_size].to(device), prediction="x0",
                        decoder="discretized", seeds=list(range(seed + i, seed + i + len(y[i:i + batch_size]))))

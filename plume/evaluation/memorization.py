@@ -72,12 +72,17 @@ def training_nn_distances(reference: Any) -> np.ndarray:
     return _nearest(b, b, exclude_self=True)[0]
 
 
+def nearest_training_twins(samples: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each sample's distance (N,) to its nearest reference example, that example's index (N,), and the typical
+    (median leave-one-out) nearest-neighbour distance within the reference set."""
+    distance, twin = nearest_neighbors(samples, reference)  # (N,), (N,)
+    return distance, twin, float(np.median(training_nn_distances(reference)))
+
+
 def memorization_ratio(samples: Any, reference: Any, copy_threshold: float = 1 / 3) -> dict[str, float]:
     """Median sample->nearest-reference distance over the median leave-one-out reference distance, and the
     fraction of samples ("copies") closer to a reference example than copy_threshold times that median."""
-    to_train = nearest_neighbor_distances(samples, reference)  # (N,)
-    within = training_nn_distances(reference)  # (M,)
-    typical = float(np.median(within))
+    to_train, _, typical = nearest_training_twins(samples, reference)  # (N,)
     median = float(np.median(to_train))
     return {"median_sample_nn": median, "median_train_nn": typical,
             "ratio": median / typical if typical > 0 else float("inf"),

@@ -42,23 +42,22 @@ def reference_features(network: FeatureNetwork, images: np.ndarray, description:
     return features, (path if cache else None)
 
 
-def image_metrics(samples: np.ndarray, reference: np.ndarray, network: FeatureNetwork,
-                  reference_description: dict[str, Any], seed: int = 0, kid_subsets: int = 100,
-                  kid_subset_size: int = 1000, k: int = 3, cache: bool = True, progress: bool = False) -> dict[str, Any]:
+def image_metrics(samples: np.ndarray, real: np.ndarray, network: FeatureNetwork, reference_description: dict[str, Any],
+                  cache_file: Optional[Path] = None, seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                  k: int = 3, progress: bool = False) -> dict[str, Any]:
     """FID, KID (mean and standard error), precision/recall and, where the network classifies, the Inception
-    Score of uint8 samples (N, H, W, C) against reference images (M, H, W, C)."""
-    real, cache_file = reference_features(network, reference, reference_description, cache, progress)
+    Score of uint8 samples (N, H, W, C) against the reference features `real` (M, F) (reference_features)."""
     fake = network.features(samples, progress=progress)  # (N, F)
     # Subsets of at most half of each set, so that they differ in samples as well as in reference images and the
     # standard error over subsets reflects the sampling noise of both (a subset holding every sample would not).
-    size = max(2, min(kid_subset_size, len(samples) // 2, len(reference) // 2))
+    size = max(2, min(kid_subset_size, len(samples) // 2, len(real) // 2))
     kid = kernel_inception_distance(real, fake, subsets=kid_subsets, subset_size=size, seed=seed)
     report: dict[str, Any] = {
         "fid": frechet_distance(fake, real),
         "kid": {"mean": kid.mean, "standard_error": kid.standard_error, "std": kid.std, "subsets": kid.subsets,
                 "subset_size": min(kid.subset_size_a, kid.subset_size_b)},
         **precision_recall(real, fake, k=k),
-        "n_samples": int(len(samples)), "n_reference": int(len(reference)), "feature_network": network.name,
+        "n_samples": int(len(samples)), "n_reference": int(len(real)), "feature_network": network.name,
         "reference": reference_description, "reference_cache": str(cache_file) if cache_file else None,
     }
     if network.has_probabilities:
