@@ -191,9 +191,7 @@ class Run:
 
 def plume_steps(name: str, nfe: int) -> int:
     """Steps whose evaluations fit in nfe: heun uses 2N - 1 (the last step is Euler), others N * per-step."""
-    if name == "heun":
-        return max(1, (nfe + 1) // 2)
-    return max(1, int(nfe // plume.samplers.SAMPLERS[name].evaluations_per_step))
+    return plume.samplers.SAMPLERS[name].steps_for_evaluations(nfe)
 
 
 def plume_configs(process) -> list[Config]:

@@ -36,13 +36,14 @@ def test_eval_a_run_with_bits_per_dim(tmp_path):
     np.savez(tmp_path / "held_out.npz", arr_0=digits[:6])
     output = run("eval", out, "--n", "40", "--steps", "4", "--nll", "--nll-data", tmp_path / "held_out.npz")
     report = json.loads((out / "eval.json").read_text())
-    for key in ("fid", "kid", "precision", "recall", "inception_score", "memorization", "nll"):
+    for key in ("fid", "fid_floor", "kid", "precision", "recall", "inception_score", "memorization", "nll"):
         assert key in report, key
     assert report["n_samples"] == 40 and report["n_reference"] == 1797
     assert "40 samples vs 1797 reference images" in output and "classifier" in output and "bits/dim" in output
     assert report["nll"]["n_images"] == 6 and report["nll"]["probes"] == 1 and "uniform" in report["nll"]["dequantization"]
     assert (out / "eval-audit.png").is_file()
     assert report["reference_cache"] and (tmp_path / "cache").is_dir()
+    assert 0 < report["fid_floor"] < report["fid"] and "floor" in output
 
 
 def test_training_images_fed_back_are_flagged_and_the_cache_is_reused(tmp_path):
@@ -77,10 +78,14 @@ def test_sampler_sweep_plots_fid_against_nfe(tmp_path):
     output = run("eval", out, "--n", "24", "--steps", "3", "--sweep", "--sweep-samplers", "euler,heun",
                  "--sweep-nfe", "3,6")
     sweep = json.loads((out / "eval.json").read_text())["sweep"]
-    assert [(p["sampler"], p["nfe"], p["steps"]) for p in sweep["points"]] == [
-        ("euler", 3, 3), ("euler", 6, 6), ("heun", 3, 2), ("heun", 6, 4)]  # Heun: 2 * steps - 1 evaluations
+    assert [(p["sampler"], p["nfe"], p["steps"], p["evaluations"]) for p in sweep["points"]] == [
+        ("euler", 3, 3, 3), ("euler", 6, 6, 6), ("heun", 3, 2, 3), ("heun", 6, 3, 5)]  # Heun: 2 * steps - 1
     assert all(p["fid"] > 0 for p in sweep["points"]) and (out / "eval-sweep.png").stat().st_size > 5000
     assert "sweep: best FID" in output
+    # Bad sweep options fail before any work, naming the option.
+    for option, value, said in (("--sweep-samplers", "ode", "fixed-step"), ("--sweep-nfe", "5,x", "whole numbers")):
+        output = run("eval", out, "--sweep", option, value, code=2)
+        assert option in output and said in output
 
 
 def test_holdout_images_are_never_trained_on_and_serve_nll(tmp_path):

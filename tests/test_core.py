@@ -185,3 +185,22 @@ def test_nan_data_is_rejected_by_row():
     x[2, 1] = float("nan")
     with pytest.raises(plume.PlumeError, match="row 2"):
         ode_likelihood(lambda x, t: x, "vp", x)
+
+
+@pytest.mark.parametrize("name", [n for n, s in plume.samplers.SAMPLERS.items() if s.evaluations_per_step > 0])
+def test_steps_for_an_nfe_budget_count_real_model_calls(name):
+    # The one NFE rule (sweeps, benchmarks): the most steps that fit in the budget, checked by counting calls.
+    spec = plume.samplers.SAMPLERS[name]
+    calls = []
+
+    def model(x, t):
+        calls.append(1)
+        return torch.zeros_like(x)
+
+    for nfe in (4, 5, 9, 10):
+        steps = spec.steps_for_evaluations(nfe)
+        calls.clear()
+        plume.sample(model, "vp", (3, 2), sampler=name, steps=steps)
+        assert len(calls) == spec.evaluations(steps) <= nfe < spec.evaluations(steps + 1)
+    with pytest.raises(plume.PlumeError, match="tolerance"):
+        plume.samplers.SAMPLERS["ode"].steps_for_evaluations(10)

@@ -92,9 +92,31 @@ def test_kid_separates_shifted_gaussians():
     result = kernel_inception_distance(x, y, subsets=10, subset_size=500)
     # Population MMD^2 for N(0, I) vs N(1, I), F = 16, cubic kernel: about 7.6; noise is a few hundredths.
     assert result.mean > 5.0 and result.mean > 20 * result.standard_error
-    assert result.standard_error == pytest.approx(result.std * np.sqrt(10 / 9) / np.sqrt(10), rel=1e-12)
+    assert result.standard_error == pytest.approx(result.std * np.sqrt(10 / 9) * np.sqrt(1 + 1 / 10), rel=1e-12)
     null = kernel_inception_distance(x, gaussian(2000, 16, seed=6), subsets=10, subset_size=500)
     assert abs(null.mean) < 0.05
+    # Subsets of more than half of a set: no standard error (its bound needs m <= N / 2 on both sides).
+    assert np.isnan(kernel_inception_distance(x, y[:900], subsets=10, subset_size=500).standard_error)
+
+
+@pytest.mark.parametrize("shift, one_error", [(0.0, (0.8, 0.99)), (0.3, (0.55, 0.85))])
+def test_kid_standard_error_covers_fresh_data(shift, one_error):
+    # Many independent pairs of sets: how often does KID land within 1 and 2 standard errors of its mean over the
+    # pairs (the truth)? Identical distributions (shift 0, the truth is 0): the error is conservative (up to sqrt(3)
+    # wide: about 92% within one error). Different distributions: about right (the normal 68%). The subset-noise error std / sqrt(S) alone
+    # covers far less (about 20% within one error here), so this test tells the two apart.
+    rng = np.random.default_rng(7)
+    values, errors = [], []
+    for trial in range(150):
+        x, y = rng.normal(size=(120, 16)), rng.normal(size=(120, 16)) + shift
+        result = kernel_inception_distance(x, y, subsets=30, subset_size=60, seed=trial)
+        values.append(result.mean)
+        errors.append(result.standard_error)
+    values, errors = np.array(values), np.array(errors)
+    truth = 0.0 if shift == 0 else values.mean()
+    within_one, within_two = np.mean(abs(values - truth) <= errors), np.mean(abs(values - truth) <= 2 * errors)
+    assert one_error[0] <= within_one <= one_error[1] and within_two >= 0.9
+    assert np.mean(abs(values - truth) <= errors * np.sqrt(1 / 31)) < 0.4  # std / sqrt(S) alone: too narrow
 
 
 # --- against torchmetrics --------------------------------------------------------------------------------------

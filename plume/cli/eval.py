@@ -59,6 +59,10 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
     is_run = target.is_dir()
     if not is_run and target.suffix != ".npz":
         raise click.BadParameter(f"{target} is neither a run directory nor a .npz of samples", param_hint="RUN_OR_SAMPLES")
+    for flag, wanted in (("--nll", nll), ("--sweep", sweep)):
+        if wanted and not is_run:
+            raise click.UsageError(f"{flag} needs a run (a model to draw from), not a samples file")
+    plan = sweep_plan(sweep_samplers, sweep_nfe) if sweep else None
     config = read_config(target) if is_run else None
     reference, labels, description, held_out = _reference(ref, config, target)
     report: dict[str, Any] = {"target": str(target)}
@@ -85,41 +89,49 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
     out.parent.mkdir(parents=True, exist_ok=True)
     report["memorization"] = memorization_audit(samples, reference, out.with_name(out.stem + "-audit.png"))
     if nll:
-        if not is_run:
-            raise click.UsageError("--nll needs a run (a model), not a samples file")
         report["nll"] = _bits_per_dim(denoiser, nll_data or ref, held_out, reference, nll_limit, probes, seed)
-    if sweep:
-        if not is_run:
-            raise click.UsageError("--sweep needs a run (a model to draw from), not a samples file")
-        report["sweep"] = sampler_sweep(denoiser, shape, seed_list, batch_size, network, real, sweep_samplers,
-                                        sweep_nfe, out.with_name(out.stem + "-sweep.png"))
+    if plan:
+        report["sweep"] = sampler_sweep(denoiser, shape, seed_list, batch_size, network, real, *plan,
+                                        out.with_name(out.stem + "-sweep.png"))
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     click.echo(summary(report, out))
 
 
-def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, network: FeatureNetwork,
-                  real: np.ndarray, samplers: str, nfe: str, path: Path) -> dict[str, Any]:
-    """FID of the same seeds drawn with each sampler at each number of model evaluations (NFE); a PNG of FID
-    against NFE. A sampler with e evaluations per step runs round(NFE / e) steps (Heun: its last step is Euler's,
-    so it spends 2 * steps - 1). `real` holds the reference features (M, F)."""
+def sweep_plan(samplers: str, nfe: str) -> tuple[list[str], list[int]]:
+    """The --sweep-samplers names and sorted --sweep-nfe budgets, or a BadParameter naming the bad item."""
     names = [s.strip() for s in samplers.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SAMPLERS]
-    if unknown:
-        raise click.BadParameter(f"unknown sampler {unknown[0]!r}; valid: {', '.join(sorted(SAMPLERS))}",
-                                 param_hint="--sweep-samplers")
-    budgets = sorted({int(v) for v in nfe.split(",") if v.strip()})
+    fixed = sorted(name for name, spec in SAMPLERS.items() if spec.evaluations_per_step > 0)
+    unknown = [s for s in names if s not in fixed]
+    if unknown or not names:
+        raise click.BadParameter(f"{(unknown or [''])[0]!r} is not a fixed-step sampler (an adaptive solver's NFE "
+                                 f"follows its tolerance); valid: {', '.join(fixed)}", param_hint="--sweep-samplers")
+    try:
+        budgets = sorted({int(v) for v in nfe.split(",") if v.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{nfe!r} is not a comma-separated list of whole numbers",
+                                 param_hint="--sweep-nfe") from None
+    if not budgets or budgets[0] < 1:
+        raise click.BadParameter(f"{nfe!r}: give at least one budget, each >= 1", param_hint="--sweep-nfe")
+    return names, budgets
+
+
+def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, network: FeatureNetwork,
+                  real: np.ndarray, names: list[str], budgets: list[int], path: Path) -> dict[str, Any]:
+    """FID of the same seeds drawn with each sampler at each number of model evaluations (NFE); a PNG of FID
+    against NFE. Each sampler runs the most steps that fit in the NFE (SamplerSpec.steps_for_evaluations: Heun's
+    last step is Euler's, so it spends 2 * steps - 1). `real` holds the reference features (M, F)."""
     rows, series = [], {}
     for name in names:
-        per_step = SAMPLERS[name].evaluations_per_step or 1.0
         xs, ys = [], []
         for budget in budgets:
-            steps = max(1, round((budget + (1 if per_step == 2 else 0)) / per_step))
+            steps = SAMPLERS[name].steps_for_evaluations(budget)
             pixels = tensor_to_images(draw(denoiser, shape, seeds, batch_size, dict(sampler=name, steps=steps, grid=None)))
             fid = frechet_distance(network.features(pixels), real)
-            rows.append({"sampler": name, "steps": steps, "nfe": budget, "fid": fid})
-            xs.append(budget)
+            rows.append({"sampler": name, "steps": steps, "nfe": budget,
+                         "evaluations": SAMPLERS[name].evaluations(steps), "fid": fid})
+            xs.append(rows[-1]["evaluations"])
             ys.append(fid)
-            click.echo(f"  sweep {name:10s} {steps:3d} steps (~{budget} NFE): FID {fid:.4g}")
+            click.echo(f"  sweep {name:10s} {steps:3d} steps ({xs[-1]} NFE of {budget}): FID {fid:.4g}")
         series[name] = (xs, ys)
     line_plot(path, series, "model evaluations per sample (NFE)", f"FID ({network.name.split(' (')[0]})",
               title=f"FID of {len(seeds)} samples against NFE", log_y=True)
@@ -178,7 +190,7 @@ def summary(report: dict[str, Any], path: Path) -> str:
     kid, memo = report["kid"], report["memorization"]
     lines = [f"{report['n_samples']} samples vs {report['n_reference']} reference images ({report['reference']['source']}),"
              f" features: {report['feature_network']}",
-             f"  FID {report['fid']:.4g}   KID {kid['mean']:.4g} +- {kid['standard_error']:.2g} "
+             f"  FID {report['fid']:.4g} (floor {report['fid_floor']:.3g}: two halves of the reference)   KID {kid['mean']:.4g} +- {kid['standard_error']:.2g} "
              f"({kid['subsets']} subsets of {kid['subset_size']})",
              f"  precision {report['precision']:.3f}   recall {report['recall']:.3f} (k={report['k']})"]
     if "inception_score" in report:

@@ -10,13 +10,25 @@ As in the paper's code and torchmetrics, the estimate is averaged over `subsets`
 replacement from each set (a fresh draw for each subset). A subset size larger than a set is capped at that
 set's size, each set separately; when both sets give a subset of the same size m, the formula above is exactly
 torchmetrics' `maximum_mean_discrepancy`. The unbiased estimate can be slightly negative; it is not clipped.
+It is unbiased for two independent sets. A set compared with itself is not that: subsets of the two sides share
+samples, whose k(x, x) enters the cross term only, so KID(X, X) is below 0 (with one subset of all n samples,
+exactly -2 (mean k(x_i, x_i) - mean_{i != j} k(x_i, x_j)) / n) and may lie outside its standard error. To check a
+pipeline, compare two disjoint halves of one set: their KID is within its standard error of 0 as often as the
+error says.
 
-Spread over subsets, two conventions, both returned:
+Spread over subsets, two figures, both returned:
 - `std`: the population standard deviation over subsets (ddof = 0), what torchmetrics and the paper's code
   report as "KID std";
-- `standard_error`: the sample standard deviation (ddof = 1) divided by sqrt(subsets), the usual standard error
-  of the mean; NaN when subsets == 1. Subsets drawn from the same sets overlap, so this understates the
-  sampling error of KID with respect to fresh data; it measures the subset-sampling noise only.
+- `standard_error`: the standard error of the KID estimate with respect to fresh draws of both sets,
+  sqrt((1 + 1/S) s^2) with s^2 the sample variance over the S subsets (ddof = 1). Why this bounds the error:
+  the subset mean splits as KID = U_N + (subset noise), where U_N, the average over every possible subset pair,
+  is the complete U-statistic of the two whole sets. Then Var(KID) = Var(U_N) + E[s^2] / S, and
+  E[s^2] = Var(U_m) - Var(U_N) for subsets of m drawn from N. Hoeffding (1948) shows that n Var(U_n) does not
+  increase with n, so N Var(U_N) <= m Var(U_m) (used here for both sets shrinking alike); with m <= N / 2 for
+  each set, Var(U_m) >= 2 Var(U_N), hence E[s^2] >= Var(U_N) and (1 + 1/S) s^2 estimates Var(KID) from above:
+  about right when the distributions differ; when they are the same, Var(U_n) falls as 1/n^2 and the error is
+  up to sqrt(3) too wide (tests/test_metrics.py measures the coverage of both). With subsets larger than half of either set, or S = 1, the bound does not hold and
+  `standard_error` is NaN. plume.evaluation.report caps subsets at half of each set.
 Everything is float64.
 """
 from __future__ import annotations
@@ -30,8 +42,9 @@ from ..errors import PlumeError
 
 @dataclass(frozen=True)
 class KIDResult:
-    """KID mean over subsets, the population std over subsets (ddof = 0) and the standard error of the mean
-    (ddof = 1 std / sqrt(subsets)), with the number of subsets and the subset sizes actually used."""
+    """KID mean over subsets, the population std over subsets (ddof = 0) and the standard error of KID with
+    respect to fresh data (NaN unless each subset is at most half its set; module docstring), with the number of
+    subsets and the subset sizes actually used."""
 
     mean: float
     std: float
@@ -104,6 +117,8 @@ def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray, su
         x = a[rng.choice(a.shape[0], size_a, replace=False)]  # (size_a, F)
         y = b[rng.choice(b.shape[0], size_b, replace=False)]  # (size_b, F)
         values[s] = mmd2_unbiased(x, y)
-    standard_error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    halves = 2 * size_a <= a.shape[0] and 2 * size_b <= b.shape[0]
+    standard_error = (float(np.sqrt((1 + 1 / len(values)) * values.var(ddof=1))) if halves and len(values) > 1
+                      else float("nan"))
     return KIDResult(mean=float(values.mean()), std=float(values.std(ddof=0)), standard_error=standard_error,
                      subsets=int(subsets), subset_size_a=size_a, subset_size_b=size_b)

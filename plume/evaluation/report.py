@@ -17,6 +17,7 @@ import numpy as np
 
 from .features import FeatureNetwork
 from .frechet import frechet_distance
+from .images import fid_floor
 from .inception_score import inception_score
 from .kid import kernel_inception_distance
 from .precision_recall import precision_recall
@@ -45,15 +46,16 @@ def reference_features(network: FeatureNetwork, images: np.ndarray, description:
 def image_metrics(samples: np.ndarray, real: np.ndarray, network: FeatureNetwork, reference_description: dict[str, Any],
                   cache_file: Optional[Path] = None, seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000,
                   k: int = 3, progress: bool = False) -> dict[str, Any]:
-    """FID, KID (mean and standard error), precision/recall and, where the network classifies, the Inception
-    Score of uint8 samples (N, H, W, C) against the reference features `real` (M, F) (reference_features)."""
+    """FID with its floor (plume.evaluation.images.fid_floor), KID (mean and standard error), precision/recall
+    and, where the network classifies, the Inception Score of uint8 samples (N, H, W, C) against the reference features `real` (M, F) (reference_features)."""
     fake = network.features(samples, progress=progress)  # (N, F)
-    # Subsets of at most half of each set, so that they differ in samples as well as in reference images and the
-    # standard error over subsets reflects the sampling noise of both (a subset holding every sample would not).
+    # Subsets of at most half of each set: then the spread over subsets bounds KID's error with respect to fresh
+    # samples and reference images (plume.evaluation.kid explains why); larger subsets would give no error.
     size = max(2, min(kid_subset_size, len(samples) // 2, len(real) // 2))
     kid = kernel_inception_distance(real, fake, subsets=kid_subsets, subset_size=size, seed=seed)
     report: dict[str, Any] = {
         "fid": frechet_distance(fake, real),
+        "fid_floor": fid_floor(real, seed),  # FID of two disjoint halves of the reference: sampling noise alone
         "kid": {"mean": kid.mean, "standard_error": kid.standard_error, "std": kid.std, "subsets": kid.subsets,
                 "subset_size": min(kid.subset_size_a, kid.subset_size_b)},
         **precision_recall(real, fake, k=k),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import unknown_name
+from ..errors import PlumeError, unknown_name
 from .adams import adams
 from .adaptive import adaptive_ode
 from .ancestral import ddim, ddpm
@@ -18,12 +18,28 @@ from .stochastic import euler_maruyama, langevin_correct, predictor_corrector
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """A sampler function with its default grid and model evaluations per step (for NFE budgets)."""
+    """A sampler function with its default grid and model evaluations per step (for NFE budgets).
+
+    `evaluations_saved_at_end`: evaluations the last step skips when the grid ends at sigma = 0 (Heun's last step
+    is Euler's, so N Heun steps cost 2N - 1). `evaluations_per_step` 0 marks an adaptive solver, whose NFE
+    follows its tolerance rather than a step count.
+    """
 
     function: Callable
     default_grid: str
     evaluations_per_step: float = 1.0
     grid_steps: "int | None" = None  # adaptive solvers need only the grid's ends
+    evaluations_saved_at_end: int = 0
+
+    def evaluations(self, steps: int) -> int:
+        """Model evaluations of `steps` steps on a grid that ends at sigma = 0."""
+        return int(steps * self.evaluations_per_step) - self.evaluations_saved_at_end
+
+    def steps_for_evaluations(self, nfe: int) -> int:
+        """The most steps whose evaluations fit in `nfe` (at least 1), the one rule every NFE budget uses."""
+        if self.evaluations_per_step == 0:
+            raise PlumeError("an adaptive solver's evaluations follow its tolerance, not a step count")
+        return max(1, int((nfe + self.evaluations_saved_at_end) // self.evaluations_per_step))
 
 
 
@@ -31,7 +47,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ddpm": SamplerSpec(ddpm, "trailing"),
     "ddim": SamplerSpec(ddim, "trailing"),
     "euler": SamplerSpec(euler, "karras"),
-    "heun": SamplerSpec(heun, "karras", 2.0),
+    "heun": SamplerSpec(heun, "karras", 2.0, evaluations_saved_at_end=1),
     "euler-maruyama": SamplerSpec(euler_maruyama, "karras"),
     "pc": SamplerSpec(predictor_corrector, "karras", 2.0),
     "dpm++2m": SamplerSpec(dpmpp_2m, "logsnr"),
