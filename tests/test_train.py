@@ -89,10 +89,10 @@ def test_resume_after_a_crash_from_the_last_periodic_checkpoint(tmp_path, monkey
 
     real_step = trainer_module.train_step
 
-    def crash_at_25(denoiser, optimizer, data, config, step, scaler):
+    def crash_at_25(denoiser, optimizer, data, config, step, *rest):
         if step == 25:
             raise RuntimeError("simulated crash")
-        return real_step(denoiser, optimizer, data, config, step, scaler)
+        return real_step(denoiser, optimizer, data, config, step, *rest)
 
     monkeypatch.setattr(trainer_module, "train_step", crash_at_25)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -159,3 +159,42 @@ def test_conditional_training_with_labels(tmp_path):
     with torch.no_grad():
         out = load_denoiser(tmp_path / "run")(torch.zeros(3, 2), torch.full((3,), 0.5), torch.tensor([0, 1, 2]))
     assert out.shape == (3, 2)
+
+
+def test_a_non_finite_loss_skips_the_update_is_counted_and_reported(tmp_path, monkeypatch):
+    data = toy_data("moons", 2000, seed=0)
+    real_loss = Denoiser.loss
+    bad_steps = {3, 7}
+    calls = {"n": 0}
+
+    def loss_with_bad_steps(self, *args, **kwargs):  # two micro-batches per step (OPTIONS: accumulate=2)
+        step, calls["n"] = calls["n"] // 2, calls["n"] + 1
+        value = real_loss(self, *args, **kwargs)
+        return value * float("nan") if step in bad_steps else value
+
+    monkeypatch.setattr(Denoiser, "loss", loss_with_bad_steps)
+    seen = {}
+    real_step = trainer_module.train_step
+
+    def watch(denoiser, *args):
+        before = [p.detach().clone() for p in denoiser.backbone.parameters()]
+        result = real_step(denoiser, *args)
+        seen[args[3]] = (result.skipped, all(torch.equal(a, p) for a, p in zip(before, denoiser.backbone.parameters())))
+        return result
+
+    monkeypatch.setattr(trainer_module, "train_step", watch)
+    with pytest.warns(UserWarning, match="2 of 12 steps were skipped"):
+        result = train(small_denoiser(0, **KINDS), data, tmp_path / "run", TrainConfig(steps=12, **OPTIONS),
+                       progress=False)
+    assert result.skipped_steps == 2 and result.step == 12 and math.isfinite(result.last_loss)
+    assert {s for s, (skipped, _) in seen.items() if skipped} == bad_steps
+    assert all(unchanged == skipped for skipped, unchanged in seen.values())  # skipped steps leave the weights
+    with open(tmp_path / "run" / "loss.csv", newline="") as f:
+        assert [r["skipped_steps"] for r in csv.DictReader(f)] == ["1", "2", "2"]  # at steps 5, 10, 12
+
+
+def test_a_diverged_run_stops_with_advice(tmp_path, monkeypatch):
+    monkeypatch.setattr(Denoiser, "loss", lambda self, *a, **k: torch.full((8,), float("inf"), requires_grad=True))
+    with pytest.raises(PlumeError, match="10 steps in a row had a non-finite loss"):
+        train(small_denoiser(0, **KINDS), toy_data("moons", 500, seed=0), tmp_path / "run",
+              TrainConfig(steps=30, **OPTIONS), progress=False)

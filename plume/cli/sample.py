@@ -2,7 +2,8 @@
 
 Images go to `arr_0` as uint8 (n, H, W, C) (the guided-diffusion evaluation convention) beside a PNG grid;
 points go to `arr_0` as float32 (n, D) beside a scatter plot. Sample k is a function of (run, sampler settings,
-seed k), whatever the batch it is drawn in (plume.sample's per-seed generators).
+seed k), whatever the batch it is drawn in (plume.sample's per-seed generators), up to the last bits of float
+arithmetic, which a batch's size can change; distributed sampling therefore keeps one process's batches.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ..metrics import vector_report
 from ..samplers import GRIDS, SAMPLERS
 from ..sampling import sample as draw_samples
 from ..train import load_denoiser, read_config, scatter_plot
+from ..train.distributed import SINGLE, Distributed, finish, from_environment, gather_rows, rank_device
 from .options import parse_seeds
 from .train import _device, set_threads
 
@@ -51,15 +53,19 @@ TRAJECTORY_ROWS, TRAJECTORY_COLUMNS = 8, 12
 def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, steps: int, grid: Optional[str],
            weights: str, batch_size: int, out: Optional[Path], trajectory: bool, evaluate: bool, device: str,
            threads: Optional[int]) -> None:
-    """Draw samples from the run RUN."""
+    """Draw samples from the run RUN (under torchrun, spread over the processes; rank 0 writes)."""
     config = read_config(run)
     info = config.get("data", {})
     shape = tuple(info.get("shape", [2]))
     set_threads(threads, len(shape) == 1)
-    denoiser = load_denoiser(run, ema=weights == "ema", device=_device(device))
+    place = from_environment(_device(device))  # torchrun: every rank draws its share of the batches
+    denoiser = load_denoiser(run, ema=weights == "ema", device=rank_device(_device(device), place))
     seed_list = parse_seeds(seeds) if seeds else [seed + k for k in range(n)]
     options = dict(sampler=sampler, steps=steps, grid=grid)
-    x = draw(denoiser, shape, seed_list, batch_size, options)  # (n, *shape)
+    x = draw(denoiser, shape, seed_list, batch_size, options, place)  # (n, *shape) on rank 0
+    finish(place)
+    if not place.is_main:
+        return
     out = out or run / f"samples-{sampler}-{steps}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     title = f"{sampler}, {steps} steps"
@@ -84,17 +90,31 @@ def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, ste
         evaluate_labelled_images(pixels, info, run, out.with_suffix(".json"))
 
 
-def draw(denoiser: Denoiser, shape: tuple[int, ...], seeds: list[int], batch_size: int,
-         options: dict[str, Any]) -> torch.Tensor:
-    """Samples for `seeds` in batches (each sample depends on its seed alone); on the CPU, (n, *shape)."""
+def draw(denoiser: Denoiser, shape: tuple[int, ...], seeds: list[int], batch_size: int, options: dict[str, Any],
+         place: Distributed = SINGLE) -> Optional[torch.Tensor]:
+    """Samples for `seeds` in batches (each sample depends on its seed alone); on the CPU, (n, *shape).
+
+    Under torchrun, batch k goes to rank k mod world_size, drawn exactly as one process draws it, and rank 0
+    gathers every batch in order (the other ranks get None): the same samples, bit for bit, as one process.
+    """
     device = next(denoiser.parameters()).device
+    starts = list(range(0, len(seeds), batch_size))
     parts = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(seeds), batch_size), desc="sample", unit="batch", disable=len(seeds) <= batch_size):
-            chunk = seeds[start:start + batch_size]
-            parts.append(draw_samples(denoiser, denoiser.process, (len(chunk), *shape), prediction="x0", seeds=chunk,
-                                      device=device, **options).cpu())
-    return torch.cat(parts)
+        for first in tqdm(range(0, len(starts), place.world_size), desc="sample", unit="round" if place.active else "batch",
+                          disable=len(seeds) <= batch_size or not place.is_main):
+            mine = first + place.rank
+            chunk = seeds[starts[mine]:starts[mine] + batch_size] if mine < len(starts) else []
+            x = draw_samples(denoiser, denoiser.process, (len(chunk), *shape), prediction="x0", seeds=chunk,
+                             device=device, **options).cpu() if chunk else torch.zeros((0, *shape))  # (b, *shape)
+            if not place.active:
+                parts.append(x)
+                continue
+            gathered = gather_rows(place, x, batch_size)  # (world, batch_size, *shape) on rank 0
+            for rank in range(place.world_size if gathered is not None else 0):
+                if first + rank < len(starts):
+                    parts.append(gathered[rank, :len(seeds[starts[first + rank]:starts[first + rank] + batch_size])])
+    return torch.cat(parts) if place.is_main else None
 
 
 def record_trajectory(denoiser: Denoiser, shape: tuple[int, ...], seeds: list[int], options: dict[str, Any],

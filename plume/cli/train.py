@@ -17,13 +17,14 @@ from ..processes import PROCESSES
 from ..recipes import build_recipe, default_recipe
 from ..train import LR_SCHEDULES, PRECISIONS, TrainingInterrupted, build_denoiser, find_checkpoint, read_config, train_config
 from ..train import train as run_training
+from ..train.distributed import finish, from_environment
 from .options import load_config_file, parse_key_values
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
-                  "grad_clip", "precision", "checkpoint_every", "preview_every", "sample_count", "tensorboard", "seed")
+                  "grad_clip", "precision", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard", "seed")
 # What a resumed run may take from the command line; every other setting comes from its config.json.
-RESUME_FLAGS = {"out", "resume", "steps", "minutes", "checkpoint_every", "preview_every", "sample_count", "tensorboard",
+RESUME_FLAGS = {"out", "resume", "steps", "minutes", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard",
                 "threads", "device", "quiet"}
 POSITIVE = click.IntRange(min=1)
 
@@ -62,6 +63,7 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--grad-clip", type=click.FloatRange(min=0), help="Gradient-norm clip (0: none).")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bf16 autocast on CUDA, fp32 elsewhere.")
 @click.option("--checkpoint-every", type=POSITIVE)
+@click.option("--log-every", type=POSITIVE, help="Steps between loss.csv rows (and TensorBoard scalars).")
 @click.option("--preview-every", type=click.IntRange(min=0), help="Write previews/step-N.png every N steps (0: at the end).")
 @click.option("--sample-count", type=POSITIVE, help="Samples in each preview picture.")
 @click.option("--tensorboard", is_flag=True, default=None, help="Log scalars and pictures to OUT/tensorboard.")
@@ -72,7 +74,10 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx: click.Context, **flags: Any) -> None:
-    """Train a denoiser; writes OUT/checkpoint, OUT/loss.csv and OUT/samples.png."""
+    """Train a denoiser; writes OUT/checkpoint, OUT/loss.csv and OUT/samples.png.
+
+    Under torchrun (e.g. `torchrun --nproc_per_node=4 -m plume train ...`) every process trains its share of each
+    batch with DDP; --batch-size stays the global batch (docs/distributed.md)."""
     out: Path = flags["out"]
     # Threads first: changing torch's thread count after its first parallel op makes later steps irreproducible,
     # and a resumed run keeps the count it was trained with, since CPU reductions split work by thread.
@@ -92,8 +97,12 @@ def train(ctx: click.Context, **flags: Any) -> None:
                                      f"interrupted; the last checkpoint in {out} is intact (continue with --resume)")
         error.exit_code = 130
         raise error from None
-    click.echo(f"step {result.step} in {result.seconds:.1f} s (loss {result.last_loss:.4g}); "
-               f"checkpoint {out / 'checkpoint'}; samples {result.samples_png}")
+    place = from_environment(next(denoiser.parameters()).device)  # the process group train() joined, if any
+    if place.is_main:
+        skipped = f"; {result.skipped_steps} steps skipped (non-finite loss)" if result.skipped_steps else ""
+        click.echo(f"step {result.step} in {result.seconds:.1f} s (loss {result.last_loss:.4g}{skipped}); "
+                   f"checkpoint {out / 'checkpoint'}; samples {result.samples_png}")
+    finish(place)
 
 
 def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:

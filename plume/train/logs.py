@@ -1,6 +1,7 @@
 """What a run records as it trains: loss.csv, TensorBoard scalars and images (optional), PNG pictures.
 
-loss.csv holds one row per log interval (step, loss, lr, grad_norm, steps_per_second, time); a resumed run keeps
+loss.csv holds one row per log interval (step, loss, lr, grad_norm, steps_per_second, skipped_steps: the steps
+so far whose loss was not finite, time); a resumed run keeps
 the rows up to its checkpoint's step and drops the rest, so the file reads as one uninterrupted run.
 TensorBoard (`pip install 'plume[tensorboard]'`) gets the same scalars and every sample picture.
 """
@@ -20,7 +21,7 @@ from ..errors import PlumeError
 class RunLog:
     """loss.csv, the optional TensorBoard writer in RUN/tensorboard, and sample pictures."""
 
-    COLUMNS = ("step", "loss", "lr", "grad_norm", "steps_per_second", "time")
+    COLUMNS = ("step", "loss", "lr", "grad_norm", "steps_per_second", "skipped_steps", "time")
 
     def __init__(self, out: Path, start: int, tensorboard: bool = False):
         path = out / "loss.csv"

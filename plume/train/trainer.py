@@ -9,9 +9,16 @@ checkpoint at step k computes the same steps k, k + 1, ... as an uninterrupted r
 global generator, which each micro-batch seeds from its own generator inside torch.random.fork_rng (so the
 caller's global random state is left as it was). A signal stops the loop between two steps, never inside one.
 The loss is the denoiser's per-sample weighted loss (plume.denoiser.Denoiser.loss), averaged over the batch.
+
+Under torchrun the loop runs on every rank with DDP (plume.train.distributed): `batch_size` is the global batch,
+each rank computes its slice, and the batches (plume.train.batches) do not depend on the number of ranks.
+A step whose loss or gradient norm is not finite (on any rank) leaves the weights unchanged; it is counted,
+reported (progress bar, loss.csv's skipped_steps, TrainResult.skipped_steps) and after MAX_SKIPPED_IN_A_ROW in a
+row the run stops with advice.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -30,13 +37,16 @@ from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..sampling import sample
 from .checkpoint import CHECKPOINT, check_state, denoiser_config, find_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from .batches import draw_micro_batch
 from .data import TrainingData, as_training_data
+from .distributed import SINGLE, Distributed, from_environment, rank_device
 from .ema import EMA
 from .logs import RunLog
 from .signals import StopOnSignal
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
+MAX_SKIPPED_IN_A_ROW = 10  # more non-finite steps in a row than this stop the run: it has diverged
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 autocast on a CUDA device that supports it, else fp32
 
 
@@ -107,13 +117,8 @@ class TrainResult:
     step: int
     seconds: float
     last_loss: float
-    samples_png: Optional[Path]
-
-
-def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
-    """The CPU generator of micro-batch `micro` of step `step`: a function of (seed, step, micro) alone."""
-    state = np.random.SeedSequence([int(seed), int(step), int(micro)]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    samples_png: Optional[Path]  # None on ranks other than 0
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite, so their update was skipped
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -135,45 +140,76 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: TrainingData, config: TrainConfig,
-               step: int, scaler: Optional[torch.amp.GradScaler] = None) -> tuple[float, float]:
-    """One optimizer step over `accumulate` micro-batches; returns (mean loss, gradient norm before clipping).
+class DenoisingLoss(torch.nn.Module):
+    """The denoiser's per-sample loss as a module's forward, the call DDP wraps to synchronize gradients."""
 
-    Class labels go to the backbone when it was built with num_classes and the data has labels.
+    def __init__(self, denoiser: Denoiser):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.denoiser.loss(x0, cond=cond, t=t, noise=noise)  # (b,)
+
+
+@dataclass
+class StepResult:
+    """One optimizer step: the mean loss over the global batch, the gradient norm before clipping, and whether
+    the step was skipped because the loss or the gradient was not finite (the weights are then unchanged)."""
+
+    loss: float
+    grad_norm: float
+    skipped: bool = False
+
+
+def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: TrainingData, config: TrainConfig,
+               step: int, scaler: Optional[torch.amp.GradScaler] = None, place: Distributed = SINGLE,
+               loss_module: Optional[torch.nn.Module] = None) -> StepResult:
+    """One optimizer step over `accumulate` micro-batches of the global batch, this rank's share of each.
+
+    `loss_module` is DenoisingLoss(denoiser), DDP-wrapped when several ranks train. Class labels go to the
+    backbone when it was built with num_classes and the data has labels. A non-finite loss or gradient norm (on
+    any rank) skips the update: gradients are dropped and StepResult.skipped is set.
     """
+    loss_module = loss_module or DenoisingLoss(denoiser)
     device = next(denoiser.parameters()).device
     dtype = autocast_dtype(config.precision, device)
     labelled = data.labels is not None and denoiser.backbone.options().get("num_classes") is not None
+    start, stop = place.slice(config.batch_size)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(config, step)
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64)
     for micro in range(config.accumulate):
-        g = step_generator(config.seed, step, micro)
-        index = torch.randint(len(data), (config.batch_size,), generator=g)  # (B,) drawn with replacement
-        x0 = data.batch(index, g).to(device, non_blocking=True)  # (B, ...)
+        batch = draw_micro_batch(data, denoiser, config.batch_size, config.seed, step, micro, start, stop, labelled)
+        x0 = batch.x0.to(device, non_blocking=True)  # (b, ...)
         if config.channels_last and x0.ndim == 4:
-            x0 = x0.contiguous(memory_format=torch.channels_last)  # (B, C, H, W) stored as NHWC
-        c = data.labels[index].to(device) if labelled else None
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-            torch.manual_seed(int(torch.randint(2**62, (), generator=g)))  # dropout's randomness, per micro-batch
+            x0 = x0.contiguous(memory_format=torch.channels_last)  # (b, C, H, W) stored as NHWC
+        c = batch.labels.to(device) if batch.labels is not None else None
+        last = micro == config.accumulate - 1
+        sync = contextlib.nullcontext() if last or not place.active else loss_module.no_sync()
+        with sync, torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+            torch.manual_seed((batch.dropout_seed + place.rank) % 2**63)  # dropout's randomness, per micro-batch
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = denoiser.loss(x0, generator=g, cond=c).float().mean() / config.accumulate
+                loss = loss_module(x0, batch.t.to(device), batch.noise.to(device), c).float().mean() / config.accumulate
             (scaler.scale(loss) if scaler is not None else loss).backward()
-        total += float(loss.detach())
-    if not math.isfinite(total):
-        raise PlumeError(f"the loss became {total} at step {step}; lower the learning rate (now {config.lr}) "
-                         "or the gradient clip")
+        total += loss.detach().double().cpu()
+    mean_loss = float(place.sum(total)) / place.world_size  # the global batch's mean loss
     if scaler is not None:
         scaler.unscale_(optimizer)
     max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(denoiser.parameters(), max_norm)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(denoiser.parameters(), max_norm))  # same on every rank (DDP)
+    if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.update(scaler.get_scale() / 2)  # as the scaler does after an overflow
+        return StepResult(mean_loss, grad_norm, skipped=True)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total, float(grad_norm)
+    return StepResult(mean_loss, grad_norm)
 
 
 def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: Optional[TrainConfig] = None,
@@ -191,7 +227,10 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     data = as_training_data(data, cond, data_info)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = next(denoiser.parameters()).device
+    place = from_environment(next(denoiser.parameters()).device)  # torchrun's process group, when launched by it
+    device = rank_device(next(denoiser.parameters()).device, place)
+    denoiser.to(device)
+    place.slice(config.batch_size)  # a batch that does not split over the ranks fails before any work
     autocast_dtype(config.precision, device)  # rejects fp16 off CUDA before any work
     if config.channels_last and len(data.shape) == 3:
         denoiser.to(memory_format=torch.channels_last)  # conv weights NHWC, as the batches (train_step)
@@ -201,7 +240,8 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     ema = EMA(denoiser.backbone, config.ema_decay)
     run_config = {**denoiser_config(denoiser), "training": asdict(config),
                   "data": {**data.info(), "shape": list(data.shape), "size": len(data)},
-                  "runtime": {"device": device.type, "cpu_threads": torch.get_num_threads()}}
+                  "runtime": {"device": device.type, "cpu_threads": torch.get_num_threads(),
+                              "world_size": place.world_size}}
     run_config = json.loads(json.dumps(run_config))  # as config.json will hold it (tuples -> lists)
     if resume:
         start = _resume(out, run_config, denoiser, ema, optimizer, scaler)
@@ -210,32 +250,56 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
                          "or choose another output directory")
     else:
         start = 0
+    place.barrier()  # every rank has read the checkpoint before rank 0 may write the next one
+    loss_module: torch.nn.Module = DenoisingLoss(denoiser)
+    if place.active:
+        loss_module = torch.nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save(at: int) -> None:
-        state = {"scaler": scaler.state_dict()} if scaler is not None else {}
-        save_checkpoint(out / CHECKPOINT, {**run_config, "step": at, **state}, denoiser.backbone, ema, optimizer)
+        if place.is_main:
+            state = {"scaler": scaler.state_dict()} if scaler is not None else {}
+            save_checkpoint(out / CHECKPOINT, {**run_config, "step": at, **state}, denoiser.backbone, ema, optimizer)
+        place.barrier()
 
-    log = RunLog(out, start, config.tensorboard)
+    log = RunLog(out, start, config.tensorboard) if place.is_main else None
     denoiser.train()
-    began, step, last, losses = time.monotonic(), start, math.nan, []
-    bar = tqdm(total=config.steps, initial=start, desc=f"train {out.name}", unit="step", disable=not progress,
-               dynamic_ncols=True)
+    began, step, last, losses, skipped, in_a_row = time.monotonic(), start, math.nan, [], 0, 0
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {out.name}", unit="step",
+               disable=not (progress and place.is_main), dynamic_ncols=True)
+    say = bar.write if place.is_main else (lambda message: None)
     try:
         with StopOnSignal() as stop:
             while step < config.steps:
-                if config.minutes is not None and time.monotonic() - began > 60.0 * config.minutes:
-                    bar.write(f"time budget of {config.minutes} min reached at step {step}")
+                out_of_time = config.minutes is not None and time.monotonic() - began > 60.0 * config.minutes
+                if place.active:  # every rank stops at the same step
+                    out_of_time = bool(place.sum(torch.tensor(float(out_of_time))) > 0)
+                if out_of_time:
+                    say(f"time budget of {config.minutes} min reached at step {step}")
                     break
-                loss, grad_norm = train_step(denoiser, optimizer, data, config, step, scaler)
+                result = train_step(denoiser, optimizer, data, config, step, scaler, place, loss_module)
                 ema.update(denoiser.backbone, step)
                 step += 1
-                losses.append(loss)
                 bar.update(1)
+                if result.skipped:
+                    skipped, in_a_row = skipped + 1, in_a_row + 1
+                    say(f"step {step - 1}: the loss was {result.loss:.4g} and the gradient norm "
+                              f"{result.grad_norm:.4g}; the update was skipped ({skipped} skipped so far)")
+                    if in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                        raise PlumeError(f"{in_a_row} steps in a row had a non-finite loss or gradient (last at step "
+                                         f"{step - 1}); lower the learning rate (now {config.lr}), raise the precision "
+                                         f"(now {config.precision}) or lower the gradient clip; the checkpoint in "
+                                         f"{out / CHECKPOINT} is from before")
+                else:
+                    in_a_row = 0
+                    losses.append(result.loss)
                 if step % config.log_every == 0 or step == config.steps:
-                    last = sum(losses) / len(losses)
-                    log.scalars(step, {"loss": last, "lr": learning_rate(config, step - 1), "grad_norm": grad_norm,
-                                       "steps_per_second": bar.format_dict.get("rate") or math.nan})
-                    bar.set_postfix(loss=f"{last:.4f}")
+                    last = sum(losses) / len(losses) if losses else math.nan
+                    if log is not None:
+                        log.scalars(step, {"loss": last, "lr": learning_rate(config, step - 1),
+                                           "grad_norm": result.grad_norm, "skipped_steps": skipped,
+                                           "steps_per_second": bar.format_dict.get("rate") or math.nan})
+                    bar.set_postfix(loss=f"{last:.4f}", **({"skipped": skipped} if skipped else {}))
                     losses = []
                     if config.minutes is not None:  # the bar's end (and ETA) is where the time budget runs out
                         left = 60.0 * config.minutes - (time.monotonic() - began)
@@ -244,19 +308,30 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
                 if step % config.checkpoint_every == 0 and step < config.steps:
                     save(step)
                 if config.preview_every and step % config.preview_every == 0 and step < config.steps:
-                    log.picture(step, preview(denoiser, ema, data, config, step), out / "previews" / f"step-{step:07d}.png")
+                    if log is not None:
+                        log.picture(step, preview(denoiser, ema, data, config, step),
+                                    out / "previews" / f"step-{step:07d}.png")
+                    place.barrier()
                     denoiser.train()
-                if stop.signal is not None:
+                signal = stop.signal is not None
+                if place.active:  # a signal reaches the ranks at different steps: stop together at the first
+                    signal = bool(place.sum(torch.tensor(float(signal))) > 0)
+                if signal:
                     save(step)
-                    raise TrainingInterrupted(step, stop.signal, out)
+                    raise TrainingInterrupted(step, stop.signal or "a signal to another rank", out)
     finally:
         bar.close()
     if step > start or not _has_checkpoint(out):
         save(step)
-    png = out / "samples.png"
-    log.picture(step, preview(denoiser, ema, data, config, step), png)
-    log.close()
-    return TrainResult(out, start, step, time.monotonic() - began, last, png)
+    png = out / "samples.png" if log is not None else None
+    if log is not None:
+        log.picture(step, preview(denoiser, ema, data, config, step), png)
+        log.close()
+    place.barrier()
+    if skipped and place.is_main:
+        warnings.warn(f"{skipped} of {step - start} steps were skipped for a non-finite loss or gradient "
+                      f"(loss.csv, column skipped_steps)")
+    return TrainResult(out, start, step, time.monotonic() - began, last, png, skipped)
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -1,0 +1,63 @@
+"""The randomness of one training micro-batch as a function of (seed, step, micro-batch) alone, whatever the
+number of processes that share it.
+
+A micro-batch of B examples draws, from the generator of (seed, step, micro):
+    index (B,) with replacement, then one seed for dropout;
+and, for each block of RNG_BLOCK consecutive examples, from the generator of (seed, step, micro, block):
+    the data's augmentation (flips), the training times t (b,) and the noise (b, ...).
+A process that computes examples [start, stop) draws only the blocks that range touches, so one process
+computing all B and two computing B / 2 each see the same examples, times and noise. Blocks cost one
+generator each (a few microseconds); RNG_BLOCK = 16 keeps that below 1% of a step for the smallest models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..denoiser import Denoiser
+from ..objective import sample_times
+from .data import TrainingData
+
+RNG_BLOCK = 16
+
+
+def step_generator(seed: int, step: int, micro: int = 0, *block: int) -> torch.Generator:
+    """The CPU generator of micro-batch `micro` of step `step` (and of one block of it): a function of its key."""
+    state = np.random.SeedSequence([int(seed), int(step), int(micro), *map(int, block)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+@dataclass
+class MicroBatch:
+    """Examples [start, stop) of a micro-batch: clean data x0 (b, ...), times t (b,), noise like x0, labels (b,)
+    or None, and the seed for dropout's global generator."""
+
+    x0: torch.Tensor
+    t: torch.Tensor
+    noise: torch.Tensor
+    labels: Optional[torch.Tensor]
+    dropout_seed: int
+
+
+def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, seed: int, step: int, micro: int,
+                     start: int = 0, stop: Optional[int] = None, labelled: bool = False) -> MicroBatch:
+    """Examples [start, stop) (default: all) of micro-batch `micro` of step `step`; on the CPU."""
+    stop = batch_size if stop is None else stop
+    g = step_generator(seed, step, micro)
+    index = torch.randint(len(data), (batch_size,), generator=g)  # (B,) the whole micro-batch's examples
+    dropout_seed = int(torch.randint(2**62, (), generator=g))
+    xs, ts, noises = [], [], []
+    for block in range(start // RNG_BLOCK, -(-stop // RNG_BLOCK)):
+        lo, hi = max(start, block * RNG_BLOCK), min(stop, (block + 1) * RNG_BLOCK)
+        gb = step_generator(seed, step, micro, block)
+        full = slice(block * RNG_BLOCK, min(batch_size, (block + 1) * RNG_BLOCK))  # the whole block's examples
+        x = data.batch(index[full], gb)  # (b_block, ...)
+        t = sample_times(denoiser.time_sampling, denoiser.process, len(x), gb)  # (b_block,)
+        noise = torch.randn(x.shape, generator=gb, dtype=x.dtype)  # (b_block, ...)
+        keep = slice(lo - full.start, hi - full.start)  # this range's part of the block
+        xs.append(x[keep]), ts.append(t[keep]), noises.append(noise[keep])
+    labels = data.labels[index[start:stop]] if labelled else None
+    return MicroBatch(torch.cat(xs), torch.cat(ts), torch.cat(noises), labels, dropout_seed)
