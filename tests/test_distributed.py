@@ -1,5 +1,6 @@
-"""torchrun on the CPU (gloo): two processes sharing each batch train exactly as one process with the whole batch,
-only rank 0 writes, a two-process run resumes as one, and distributed sampling writes the single process's bytes."""
+"""torchrun on the CPU (gloo): two processes sharing each batch (DDP or FSDP2) train exactly as one process with the
+whole batch, only rank 0 writes, a two-process run resumes as one, and distributed sampling writes the single
+process's bytes."""
 from __future__ import annotations
 
 import csv
@@ -49,9 +50,10 @@ def one_process(tmp_path_factory) -> Path:
     return out
 
 
-def test_two_processes_follow_the_one_process_loss_curve(one_process, tmp_path):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_follow_the_one_process_loss_curve(one_process, tmp_path, parallel):
     out = tmp_path / "two"
-    printed = plume("train", *OPTIONS, "--steps", "6", "--out", out, processes=2)
+    printed = plume("train", *OPTIONS, "--steps", "6", "--out", out, "--parallel", parallel, processes=2)
     assert printed.count("step 6 in") == 1  # rank 0 reports; rank 1 stays quiet
     np.testing.assert_allclose(losses(out), losses(one_process), rtol=1e-5)
     a, b = weights(out), weights(one_process)
@@ -64,9 +66,11 @@ def test_two_processes_follow_the_one_process_loss_curve(one_process, tmp_path):
     assert json.loads((out / "checkpoint" / "config.json").read_text())["runtime"]["world_size"] == 2
 
 
-def test_a_two_process_run_resumes_as_one(one_process, tmp_path):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_two_process_run_resumes_as_one(one_process, tmp_path, parallel):
+    # Under FSDP the checkpoint holds the gathered full tensors, so a sharded run resumes unsharded.
     out = tmp_path / "resumed"
-    plume("train", *OPTIONS, "--steps", "3", "--out", out, processes=2)
+    plume("train", *OPTIONS, "--steps", "3", "--out", out, "--parallel", parallel, processes=2)
     plume("train", "--resume", "--out", out, "--steps", "6", "--quiet")
     np.testing.assert_allclose(losses(out), losses(one_process), rtol=1e-5)
     a, b = weights(out), weights(one_process)

@@ -15,16 +15,16 @@ from ..objective import TIME_SAMPLINGS, WEIGHTINGS
 from ..predictions import PREDICTIONS
 from ..processes import PROCESSES
 from ..recipes import build_recipe, default_recipe
-from ..train import LR_SCHEDULES, PRECISIONS, TrainingInterrupted, build_denoiser, find_checkpoint, read_config, train_config
+from ..train import LR_SCHEDULES, PARALLEL, PRECISIONS, TrainingInterrupted, build_denoiser, find_checkpoint, read_config, train_config
 from ..train import train as run_training
 from ..train.distributed import finish, from_environment
 from .options import load_config_file, parse_key_values
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
-                  "grad_clip", "precision", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard", "seed")
+                  "grad_clip", "precision", "parallel", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard", "seed")
 # What a resumed run may take from the command line; every other setting comes from its config.json.
-RESUME_FLAGS = {"out", "resume", "steps", "minutes", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard",
+RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard",
                 "threads", "device", "quiet"}
 POSITIVE = click.IntRange(min=1)
 
@@ -62,6 +62,8 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True))
 @click.option("--grad-clip", type=click.FloatRange(min=0), help="Gradient-norm clip (0: none).")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bf16 autocast on CUDA, fp32 elsewhere.")
+@click.option("--parallel", type=click.Choice(PARALLEL), help="Under torchrun: ddp (default; a model copy per "
+              "process) or fsdp (weights, gradients and optimizer state sharded, for models too big for one device).")
 @click.option("--checkpoint-every", type=POSITIVE)
 @click.option("--log-every", type=POSITIVE, help="Steps between loss.csv rows (and TensorBoard scalars).")
 @click.option("--preview-every", type=click.IntRange(min=0), help="Write previews/step-N.png every N steps (0: at the end).")

@@ -6,7 +6,7 @@ from .data import TensorData, TrainingData, as_training_data, check_data
 from .distributed import Distributed, from_environment
 from .ema import EMA
 from .plots import scatter_image, scatter_plot
-from .trainer import (LR_SCHEDULES, PRECISIONS, DenoisingLoss, StepResult, TrainConfig, TrainingInterrupted, TrainResult,
+from .trainer import (LR_SCHEDULES, PARALLEL, PRECISIONS, DenoisingLoss, StepResult, TrainConfig, TrainingInterrupted, TrainResult,
                       learning_rate, preview, train, train_config, train_step)
 
 __all__ = [
@@ -14,5 +14,5 @@ __all__ = [
     "load_denoiser", "read_config", "save_checkpoint", "TensorData", "TrainingData", "as_training_data", "check_data",
     "EMA", "scatter_image", "scatter_plot", "LR_SCHEDULES", "PRECISIONS", "TrainConfig", "TrainingInterrupted",
     "TrainResult", "learning_rate", "preview", "step_generator", "train", "train_config", "train_step",
-    "RNG_BLOCK", "MicroBatch", "draw_micro_batch", "Distributed", "from_environment", "DenoisingLoss", "StepResult",
+    "PARALLEL", "RNG_BLOCK", "MicroBatch", "draw_micro_batch", "Distributed", "from_environment", "DenoisingLoss", "StepResult",
 ]

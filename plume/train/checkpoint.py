@@ -63,9 +63,12 @@ def build_denoiser(config: dict[str, Any], source: PathLike = "config") -> Denoi
 
 
 # --- saving ------------------------------------------------------------------------------------------
-def save_checkpoint(directory: PathLike, config: dict[str, Any], model: nn.Module, ema: Optional[EMA] = None,
-                    optimizer: Optional[torch.optim.Optimizer] = None) -> Path:
-    """Write config + weights (+ EMA, + optimizer) atomically to `directory`, replacing what was there."""
+def save_checkpoint(directory: PathLike, config: dict[str, Any], model: "nn.Module | dict[str, torch.Tensor]",
+                    ema: "EMA | dict[str, torch.Tensor] | None" = None,
+                    optimizer: "torch.optim.Optimizer | dict[str, Any] | None" = None) -> Path:
+    """Write config + weights (+ EMA, + optimizer) atomically to `directory`, replacing what was there.
+
+    Each of model, ema and optimizer may also be given as its state dict (e.g. gathered from FSDP shards)."""
     from .. import __version__
 
     directory = Path(directory)
@@ -77,10 +80,11 @@ def save_checkpoint(directory: PathLike, config: dict[str, Any], model: nn.Modul
     tmp.mkdir()
     try:
         files: dict[str, Any] = {}
-        parts = {"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None}
+        state = lambda part: part if isinstance(part, dict) or part is None else part.state_dict()  # noqa: E731
+        parts = {"model": state(model), "ema": state(ema)}
         scalars = None
         if optimizer is not None:
-            parts["optimizer"], scalars = flatten_optimizer(optimizer.state_dict())
+            parts["optimizer"], scalars = flatten_optimizer(state(optimizer))
         for name, tensors in parts.items():
             if tensors is not None:
                 cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}

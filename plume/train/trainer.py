@@ -36,10 +36,11 @@ from tqdm.auto import tqdm
 from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..sampling import sample
-from .checkpoint import CHECKPOINT, check_state, denoiser_config, find_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import CHECKPOINT, build_denoiser, check_state, denoiser_config, find_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from .batches import draw_micro_batch
 from .data import TrainingData, as_training_data
 from .distributed import SINGLE, Distributed, from_environment, rank_device
+from .sharding import full_state, full_tensor, optimizer_state_like, shard_backbone, sharded_like
 from .ema import EMA
 from .logs import RunLog
 from .signals import StopOnSignal
@@ -47,7 +48,8 @@ from .signals import StopOnSignal
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
 MAX_SKIPPED_IN_A_ROW = 10  # more non-finite steps in a row than this stop the run: it has diverged
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 autocast on a CUDA device that supports it, else fp32
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PARALLEL = ("ddp", "fsdp")  # auto: bf16 autocast on a CUDA device that supports it, else fp32
 
 
 @dataclass
@@ -74,6 +76,7 @@ class TrainConfig:
     preview_every: int = 0
     tensorboard: bool = False
     channels_last: bool = True  # images (B, C, H, W) and 4-D weights in NHWC: faster convolutions (bench/unet_throughput.py)
+    parallel: str = "ddp"  # under torchrun: "ddp" (a full copy per rank) or "fsdp" (weights and state sharded)
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every", "sample_count", "sample_steps")
@@ -89,7 +92,7 @@ class TrainConfig:
             raise PlumeError(f"training option minutes must be > 0, got {self.minutes}")
         if self.preview_every < 0:
             raise PlumeError(f"training option preview_every must be >= 0 (0: only at the end), got {self.preview_every}")
-        for name, valid in (("lr_schedule", LR_SCHEDULES), ("precision", PRECISIONS)):
+        for name, valid in (("lr_schedule", LR_SCHEDULES), ("precision", PRECISIONS), ("parallel", PARALLEL)):
             if getattr(self, name) not in valid:
                 raise PlumeError(f"training option {name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
 
@@ -105,7 +108,7 @@ def train_config(options: dict[str, Any], source: str = "training options") -> T
 
 # Options a resumed run may change; every other one must match the checkpoint's for the resume to be exact.
 RESUMABLE_CHANGES = ("steps", "minutes", "checkpoint_every", "log_every", "sample_count", "sampler", "sample_steps",
-                     "preview_every", "tensorboard")
+                     "preview_every", "tensorboard", "parallel")
 
 
 @dataclass
@@ -186,8 +189,7 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
             x0 = x0.contiguous(memory_format=torch.channels_last)  # (b, C, H, W) stored as NHWC
         c = batch.labels.to(device) if batch.labels is not None else None
         last = micro == config.accumulate - 1
-        sync = contextlib.nullcontext() if last or not place.active else loss_module.no_sync()
-        with sync, torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        with gradient_sync(loss_module, last or not place.active), torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
             torch.manual_seed((batch.dropout_seed + place.rank) % 2**63)  # dropout's randomness, per micro-batch
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = loss_module(x0, batch.t.to(device), batch.noise.to(device), c).float().mean() / config.accumulate
@@ -197,7 +199,7 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
     if scaler is not None:
         scaler.unscale_(optimizer)
     max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(denoiser.parameters(), max_norm))  # same on every rank (DDP)
+    grad_norm = float(full_tensor(torch.nn.utils.clip_grad_norm_(denoiser.parameters(), max_norm)))  # the global norm
     if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -210,6 +212,17 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(mean_loss, grad_norm)
+
+
+def gradient_sync(loss_module: torch.nn.Module, enabled: bool) -> contextlib.AbstractContextManager:
+    """Whether this backward synchronizes gradients across ranks: off for all but the last accumulated micro-batch
+    (DDP's no_sync; FSDP's set_requires_gradient_sync)."""
+    if isinstance(loss_module, torch.nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext() if enabled else loss_module.no_sync()
+    backbone = loss_module.denoiser.backbone
+    if hasattr(backbone, "set_requires_gradient_sync"):  # an FSDP2 module
+        backbone.set_requires_gradient_sync(enabled)
+    return contextlib.nullcontext()
 
 
 def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: Optional[TrainConfig] = None,
@@ -232,17 +245,20 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     denoiser.to(device)
     place.slice(config.batch_size)  # a batch that does not split over the ranks fails before any work
     autocast_dtype(config.precision, device)  # rejects fp16 off CUDA before any work
-    if config.channels_last and len(data.shape) == 3:
-        denoiser.to(memory_format=torch.channels_last)  # conv weights NHWC, as the batches (train_step)
-    optimizer = torch.optim.AdamW(denoiser.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  foreach=True)  # fused multi-tensor update, also on CPU
-    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
-    ema = EMA(denoiser.backbone, config.ema_decay)
     run_config = {**denoiser_config(denoiser), "training": asdict(config),
                   "data": {**data.info(), "shape": list(data.shape), "size": len(data)},
                   "runtime": {"device": device.type, "cpu_threads": torch.get_num_threads(),
                               "world_size": place.world_size}}
     run_config = json.loads(json.dumps(run_config))  # as config.json will hold it (tuples -> lists)
+    sharded = place.active and config.parallel == "fsdp"
+    if config.channels_last and len(data.shape) == 3 and not sharded:  # FSDP2 shards contiguous weights only
+        denoiser.to(memory_format=torch.channels_last)  # conv weights NHWC, as the batches (train_step)
+    if sharded:
+        shard_backbone(denoiser.backbone)  # before the optimizer and the EMA, which then hold shards
+    optimizer = torch.optim.AdamW(denoiser.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  foreach=True)  # fused multi-tensor update, also on CPU
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+    ema = EMA(denoiser.backbone, config.ema_decay)
     if resume:
         start = _resume(out, run_config, denoiser, ema, optimizer, scaler)
     elif _has_checkpoint(out):
@@ -252,15 +268,30 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
         start = 0
     place.barrier()  # every rank has read the checkpoint before rank 0 may write the next one
     loss_module: torch.nn.Module = DenoisingLoss(denoiser)
-    if place.active:
+    if place.active and not sharded:
         loss_module = torch.nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save(at: int) -> None:
+        parts = [denoiser.backbone, ema, optimizer]
+        if sharded:  # every rank gathers the full tensors, rank 0 writes them
+            parts = [full_state(denoiser.backbone.state_dict()), full_state(ema.state_dict()),
+                     full_state(optimizer.state_dict())]
         if place.is_main:
             state = {"scaler": scaler.state_dict()} if scaler is not None else {}
-            save_checkpoint(out / CHECKPOINT, {**run_config, "step": at, **state}, denoiser.backbone, ema, optimizer)
+            save_checkpoint(out / CHECKPOINT, {**run_config, "step": at, **state}, *parts)
         place.barrier()
+
+    def pictures(step: int) -> Optional[np.ndarray]:
+        """The preview picture on rank 0 (None elsewhere); under FSDP from a full copy of the EMA weights."""
+        if not sharded:
+            return preview(denoiser, ema, data, config, step) if place.is_main else None
+        full = full_state(ema.state_dict())
+        if not place.is_main:
+            return None
+        plain = build_denoiser(run_config).to(device)
+        plain.backbone.load_state_dict(full)
+        return preview(plain, EMA(plain.backbone, config.ema_decay), data, config, step)
 
     log = RunLog(out, start, config.tensorboard) if place.is_main else None
     denoiser.train()
@@ -308,9 +339,9 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
                 if step % config.checkpoint_every == 0 and step < config.steps:
                     save(step)
                 if config.preview_every and step % config.preview_every == 0 and step < config.steps:
+                    picture = pictures(step)
                     if log is not None:
-                        log.picture(step, preview(denoiser, ema, data, config, step),
-                                    out / "previews" / f"step-{step:07d}.png")
+                        log.picture(step, picture, out / "previews" / f"step-{step:07d}.png")
                     place.barrier()
                     denoiser.train()
                 signal = stop.signal is not None
@@ -324,8 +355,9 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     if step > start or not _has_checkpoint(out):
         save(step)
     png = out / "samples.png" if log is not None else None
+    picture = pictures(step)
     if log is not None:
-        log.picture(step, preview(denoiser, ema, data, config, step), png)
+        log.picture(step, picture, png)
         log.close()
     place.barrier()
     if skipped and place.is_main:
@@ -390,11 +422,12 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
                       f"uninterrupted run exactly (set {threads[0]} threads, --threads {threads[0]}, for that)")
     if ckpt.ema is None or ckpt.optimizer is None:
         raise PlumeError(f"{ckpt.path} has no EMA or optimizer state, so training cannot resume from it")
-    load_weights(denoiser.backbone, ckpt.model, ckpt.path / "model.safetensors")
+    load_weights(denoiser.backbone, sharded_like(ckpt.model, denoiser.backbone.state_dict()),
+                 ckpt.path / "model.safetensors")  # sharded_like: spread over the ranks under FSDP, else as is
     check_state(ema.state_dict(), ckpt.ema, ckpt.path / "ema.safetensors")
-    ema.load_state_dict(ckpt.ema)
+    ema.load_state_dict(sharded_like(ckpt.ema, ema.state_dict()))
     try:
-        optimizer.load_state_dict(ckpt.optimizer)
+        optimizer.load_state_dict(optimizer_state_like(ckpt.optimizer, optimizer))
     except (ValueError, KeyError, IndexError) as e:
         raise PlumeError(f"{ckpt.path / 'optimizer.safetensors'} does not fit this model's parameters: {e}") from None
     if scaler is not None and "scaler" in saved:
