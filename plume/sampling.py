@@ -30,8 +30,32 @@ def time_on_grid(process: GaussianProcess, s: torch.Tensor, grid: Optional[Grid]
     return torch.where(match.any(1), exact, t.reshape(-1)).reshape(s.shape)
 
 
-def scaled_denoiser(fn: ModelFn, process: GaussianProcess, prediction: Prediction, grid: Optional[Grid] = None) -> Callable:
-    """Wrap fn(x_t, t) -> prediction into D(y, s) -> x0_hat; grid points get their exact times."""
+class FiniteCheck:
+    """Whether every model output of one sampling call was finite. Each output is checked at once (the error
+    names its t), except with defer=True on a GPU: there the checks pile up on the device and are read once by
+    raise_if_not_finite(), so the loop never waits for the GPU between model calls."""
+
+    def __init__(self, defer: bool = False) -> None:
+        self.defer, self.finite = defer, None
+
+    def __call__(self, out: torch.Tensor, t: torch.Tensor) -> None:
+        if out.device.type == "cpu" or not self.defer:
+            if not bool(torch.isfinite(out).all()):
+                raise PlumeError(f"the model returned NaN or inf at t = {float(t.flatten()[0]):.6g}")
+            return
+        ok = torch.isfinite(out).all()
+        self.finite = ok if self.finite is None else self.finite & ok
+
+    def raise_if_not_finite(self) -> None:
+        if self.finite is not None and not bool(self.finite):
+            raise PlumeError("the model returned NaN or inf during sampling")
+
+
+def scaled_denoiser(fn: ModelFn, process: GaussianProcess, prediction: Prediction, grid: Optional[Grid] = None,
+                    finite: Optional[FiniteCheck] = None) -> Callable:
+    """Wrap fn(x_t, t) -> prediction into D(y, s) -> x0_hat; grid points get their exact times. Non-finite
+    outputs raise at once, or, given a FiniteCheck, when its raise_if_not_finite() is called."""
+    finite = finite or FiniteCheck()
 
     def denoise(y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         s = torch.as_tensor(s, dtype=torch.float64, device=y.device).expand(y.shape[0])  # (B,)
@@ -39,6 +63,7 @@ def scaled_denoiser(fn: ModelFn, process: GaussianProcess, prediction: Predictio
         x = append_dims(process.alpha(t), y) * y
         out = fn(x, t)
         check_model_output(out, x, t)
+        finite(out, t)
         return prediction.to_x0(out, x, process, t)
 
     return denoise
@@ -50,8 +75,6 @@ def check_model_output(out: Any, x: torch.Tensor, t: torch.Tensor) -> None:
         raise PlumeError(f"the model returned {type(out).__name__}, expected a tensor shaped like x {tuple(x.shape)}")
     if out.shape != x.shape:
         raise PlumeError(f"the model returned shape {tuple(out.shape)} for input shape {tuple(x.shape)}; they must match")
-    if not bool(torch.isfinite(out).all()):
-        raise PlumeError(f"the model returned NaN or inf at t = {float(t.flatten()[0]):.6g}")
 
 
 def resolve_seeds(n: int, seed: int, seeds: Optional[Sequence[int]]) -> list[int]:
@@ -115,9 +138,11 @@ def sample(
         if tuple(x_start.shape) != shape:
             raise PlumeError(f"x_start has shape {tuple(x_start.shape)}, expected {shape}")
         y = x_start.to(device=device, dtype=dtype) / process.alpha(the_grid.times[0]).to(dtype)
-    denoise = scaled_denoiser(fn, process, pred, the_grid)
+    finite = FiniteCheck(defer=True)
+    denoise = scaled_denoiser(fn, process, pred, the_grid, finite)
     sigmas_dev = the_grid.sigmas.to(device)
     y = spec.function(denoise, y, sigmas_dev, noise, _scaled_hook(hook, process, the_grid), progress=progress, **sampler_options)
+    finite.raise_if_not_finite()
     last_alpha = process.alpha(the_grid.times[-1]) if float(the_grid.sigmas[-1]) > 0 else torch.tensor(1.0)
     return y * last_alpha.to(dtype)
 

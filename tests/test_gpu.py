@@ -50,3 +50,25 @@ def test_attention_runs_on_fused_kernels_under_bf16(name):
         fused = net(x, level)  # raises if only the math kernel could run
     assert torch.isfinite(fused).all()
     assert torch.allclose(fused.float(), reference, atol=5e-2, rtol=5e-2)
+
+
+@cuda
+@pytest.mark.parametrize("name", NETS)
+def test_compiled_training_and_sampling_on_cuda(tmp_path, name):
+    import plume
+    torch.manual_seed(0)
+    den = Denoiser(backbone(name, **NETS[name]), "edm", "edm", "edm", "lognormal", sigma_data=0.5).cuda()
+    data = torch.rand(256, 3, 16, 16) * 2 - 1
+    config = TrainConfig(steps=10, batch_size=32, lr=1e-3, compile=True, sample_count=4, sample_steps=4)
+    result = train(den, data, tmp_path / "run", config, progress=False)
+    assert result.step == 10 and result.skipped_steps == 0
+    assert set(load_checkpoint(tmp_path / "run").model) == set(backbone(name, **NETS[name]).state_dict())
+    x = plume.sample(den.eval(), den.process, (8, 3, 16, 16), steps=4, device="cuda")
+    assert x.is_cuda and torch.isfinite(x).all()
+
+
+@cuda
+def test_non_finite_model_outputs_are_caught_after_a_gpu_sampling_loop():
+    import plume
+    with pytest.raises(plume.PlumeError, match="NaN or inf during sampling"):
+        plume.sample(lambda x, t: x * float("nan"), "vp", (4, 3), steps=3, device="cuda")

@@ -22,10 +22,11 @@ from .options import load_config_file, parse_key_values
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
-                  "grad_clip", "precision", "parallel", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard", "seed")
+                  "grad_clip", "precision", "parallel", "compile", "checkpoint_every", "log_every", "preview_every",
+                  "sample_count", "tensorboard", "seed")
 # What a resumed run may take from the command line; every other setting comes from its config.json.
-RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "checkpoint_every", "log_every", "preview_every", "sample_count", "tensorboard",
-                "threads", "device", "quiet"}
+RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "compile", "checkpoint_every", "log_every",
+                "preview_every", "sample_count", "tensorboard", "threads", "device", "quiet"}
 POSITIVE = click.IntRange(min=1)
 
 
@@ -64,6 +65,8 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bf16 autocast on CUDA, fp32 elsewhere.")
 @click.option("--parallel", type=click.Choice(PARALLEL), help="Under torchrun: ddp (default; a model copy per "
               "process) or fsdp (weights, gradients and optimizer state sharded, for models too big for one device).")
+@click.option("--compile", is_flag=True, default=None, help="torch.compile the backbone: faster steps on a GPU after "
+              "minutes of compiling; rarely worth it on a CPU.")
 @click.option("--checkpoint-every", type=POSITIVE)
 @click.option("--log-every", type=POSITIVE, help="Steps between loss.csv rows (and TensorBoard scalars).")
 @click.option("--preview-every", type=click.IntRange(min=0), help="Write previews/step-N.png every N steps (0: at the end).")

@@ -77,6 +77,8 @@ class TrainConfig:
     tensorboard: bool = False
     channels_last: bool = True  # images (B, C, H, W) and 4-D weights in NHWC: faster convolutions (bench/unet_throughput.py)
     parallel: str = "ddp"  # under torchrun: "ddp" (a full copy per rank) or "fsdp" (weights and state sharded)
+    compile: bool = False  # torch.compile the backbone (worth it on a GPU for long runs; compiling takes minutes)
+    fused_adamw: bool = True  # AdamW's fused kernel (CPU and CUDA): 2-4x faster updates than foreach on the CPU
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every", "sample_count", "sample_steps")
@@ -108,7 +110,7 @@ def train_config(options: dict[str, Any], source: str = "training options") -> T
 
 # Options a resumed run may change; every other one must match the checkpoint's for the resume to be exact.
 RESUMABLE_CHANGES = ("steps", "minutes", "checkpoint_every", "log_every", "sample_count", "sampler", "sample_steps",
-                     "preview_every", "tensorboard", "parallel")
+                     "preview_every", "tensorboard", "parallel", "compile")
 
 
 @dataclass
@@ -255,8 +257,9 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
         denoiser.to(memory_format=torch.channels_last)  # conv weights NHWC, as the batches (train_step)
     if sharded:
         shard_backbone(denoiser.backbone)  # before the optimizer and the EMA, which then hold shards
+    fused = config.fused_adamw and device.type in ("cpu", "cuda") and not sharded  # (DTensors: foreach)
     optimizer = torch.optim.AdamW(denoiser.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  foreach=True)  # fused multi-tensor update, also on CPU
+                                  **({"fused": True} if fused else {"foreach": True}))
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     ema = EMA(denoiser.backbone, config.ema_decay)
     if resume:
@@ -267,6 +270,8 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     else:
         start = 0
     place.barrier()  # every rank has read the checkpoint before rank 0 may write the next one
+    if config.compile:
+        denoiser.backbone.compile()  # in place: same module, same state_dict keys
     loss_module: torch.nn.Module = DenoisingLoss(denoiser)
     if place.active and not sharded:
         loss_module = torch.nn.parallel.DistributedDataParallel(
