@@ -13,15 +13,18 @@ timing rounds go through the four contenders, in reversed order every other roun
 machine's speed hits all alike; each round times `--steps` consecutive steps, and the median step time over
 rounds gives images/s.
 
-Memory. CUDA: torch.cuda.max_memory_allocated over two steps (weights, gradients, optimizer state and
-activations; the allocator's own cache is not counted). CPU, where the process's resident size mostly shows
-the allocator and the libraries: the bytes a step must hold at its peak, counted exactly, i.e. weights,
-gradients and AdamW's two moments plus every tensor autograd saves for the backward pass.
+Memory. CUDA: the model's weights and optimizer state plus the growth of torch.cuda.max_memory_allocated over
+two steps (gradients, activations, workspace; other resident models and the allocator's cache do not count).
+CPU, where the process's resident size mostly shows the allocator and the libraries: the bytes a step must hold
+at its peak, counted exactly, i.e. weights, gradients and AdamW's two moments plus every tensor autograd saves
+for the backward pass.
 
 Run from the repository root (needs diffusers):
   python bench/unet_throughput.py                       # CPU, writes docs/unet_throughput.md
   python bench/unet_throughput.py --device cuda --precision bf16
   python bench/unet_throughput.py --quick --no-docs     # smoke run
+bench/throughput.py builds on this file's pieces (twin, Trainee, memory count) to time training and sampling of
+the U-Net and the DiT side by side with diffusers.
 References: Ho et al. 2020 (DDPM U-Net); Dhariwal & Nichol 2021 (ADM: scale-shift norm, attention heads).
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -104,28 +107,39 @@ def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class Trainee:
-    """A model, its AdamW optimizer and one fixed batch; `step()` runs one training step."""
+def random_batch(kind: str, shape: tuple, device: torch.device, memory_format: torch.memory_format, seed: int = 1,
+                 num_classes: Optional[int] = None) -> tuple:
+    """One fixed random batch (x, target, noise level, labels or None), the noise level in `kind`'s convention."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g).to(device, memory_format=memory_format)  # (B, C, H, W)
+    target = torch.randn(shape, generator=g).to(device, memory_format=memory_format)
+    # Plume's backbone takes c_noise = ln(sigma) / 4; diffusers' a DDPM timestep in [0, 1000).
+    level = torch.randn(shape[0], generator=g) if kind == "plume" else torch.rand(shape[0], generator=g) * 999
+    labels = None if num_classes is None else torch.randint(num_classes, (shape[0],), generator=g).to(device)
+    return x, target, level.to(device), labels
 
-    def __init__(self, kind: str, case: Case, device: torch.device, precision: str, channels_last: bool):
-        torch.manual_seed(0)
-        plume_net = backbone("unet", preset=case.preset, in_channels=case.image_channels, **dict(case.options))
-        net = plume_net if kind == "plume" else diffusers_twin(plume_net.options(), case.size)
+
+class Trainee:
+    """A model (already on its device and in its memory format), its AdamW optimizer and one fixed batch from
+    `random_batch`; `step()` runs one training step. `compile_model` wraps the model in torch.compile; `net` stays
+    the eager module (parameters, memory and FLOP counts)."""
+
+    def __init__(self, kind: str, net: torch.nn.Module, batch: tuple, device: torch.device, precision: str,
+                 compile_model: bool = False):
         self.kind, self.device, self.precision = kind, device, precision
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.net = net.to(device, memory_format=memory_format).train()
+        self.net = net.train()
+        self.model = torch.compile(net) if compile_model else net
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=1e-4, foreach=True)
-        g = torch.Generator().manual_seed(1)
-        shape = (case.batch, case.image_channels, case.size, case.size)
-        self.x = torch.randn(shape, generator=g).to(device, memory_format=memory_format)  # (B, C, H, W)
-        self.target = torch.randn(shape, generator=g).to(device, memory_format=memory_format)
-        # Plume's backbone takes c_noise = ln(sigma) / 4; diffusers' a DDPM timestep in [0, 1000).
-        level = torch.randn(case.batch, generator=g) if kind == "plume" else torch.rand(case.batch, generator=g) * 999
-        self.level = level.to(device)
+        self.x, self.target, self.level, self.labels = batch
+
+    def call(self, model: Callable, x: torch.Tensor, level: torch.Tensor,
+             labels: Optional[torch.Tensor]) -> torch.Tensor:
+        """model(x, level, labels) as a tensor: Plume's backbones return it, diffusers' models wrap it in `.sample`."""
+        out = model(x, level, labels)  # Plume: cond; UNet2DModel and DiTTransformer2DModel: class_labels
+        return out if self.kind == "plume" else out.sample
 
     def forward(self) -> torch.Tensor:
-        out = self.net(self.x, self.level)
-        return out if self.kind == "plume" else out.sample
+        return self.call(self.model, self.x, self.level, self.labels)
 
     def step(self) -> None:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
@@ -133,6 +147,16 @@ class Trainee:
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+
+def unet_trainee(kind: str, case: Case, device: torch.device, precision: str, channels_last: bool) -> Trainee:
+    """A Trainee of Plume's U-Net for `case` (kind "plume") or of its diffusers twin (kind "diffusers")."""
+    torch.manual_seed(0)
+    plume_net = backbone("unet", preset=case.preset, in_channels=case.image_channels, **dict(case.options))
+    net = plume_net if kind == "plume" else diffusers_twin(plume_net.options(), case.size)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    batch = random_batch(kind, (case.batch, case.image_channels, case.size, case.size), device, memory_format)
+    return Trainee(kind, net.to(device, memory_format=memory_format), batch, device, precision)
 
 
 def synchronize(device: torch.device) -> None:
@@ -153,7 +177,7 @@ def timed(trainee: Trainee, steps: int) -> float:
 def measure_speed(case: Case, args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     """Median seconds per step of every contender over interleaved rounds, and its training memory."""
     device = torch.device(args.device)
-    trainees = {c: Trainee(c.kind, case, device, args.precision, c.channels_last) for c in CONTENDERS}
+    trainees = {c: unet_trainee(c.kind, case, device, args.precision, c.channels_last) for c in CONTENDERS}
     for trainee in trainees.values():
         timed(trainee, args.warmup)
     times: dict[Contender, list[float]] = {c: [] for c in trainees}
@@ -171,14 +195,20 @@ def measure_speed(case: Case, args: argparse.Namespace, log: Callable[[str], Non
 
 
 def training_memory_mib(trainee: Trainee) -> float:
-    """Memory of one training step in MiB. CUDA: torch.cuda.max_memory_allocated over two steps. CPU: the bytes
-    that a step must hold at its peak, counted exactly: weights, gradients and AdamW's two moments (4 x the
-    parameter bytes) plus every tensor autograd saves for the backward pass (unique storages, recorded by a
-    saved-tensors hook during the forward)."""
+    """Memory of one training step in MiB: weights, gradients and AdamW's two moments plus what the step
+    allocates on top. CUDA: this model's weights and optimizer state plus the growth of
+    torch.cuda.max_memory_allocated over two steps above what was allocated before them (so other models resident
+    in the process do not count). CPU: counted exactly, 4 x the parameter bytes plus every tensor autograd saves
+    for the backward pass (unique storages, recorded by a saved-tensors hook during the forward)."""
     if trainee.device.type == "cuda":
+        timed(trainee, 1)  # the optimizer state exists from here on
+        before = torch.cuda.memory_allocated(trainee.device)
         torch.cuda.reset_peak_memory_stats(trainee.device)
         timed(trainee, 2)
-        return torch.cuda.max_memory_allocated(trainee.device) / 2**20
+        state = list(trainee.net.parameters()) + [t for s in trainee.optimizer.state.values() for t in s.values()
+                                                  if torch.is_tensor(t)]
+        own = sum(t.numel() * t.element_size() for t in state)
+        return (torch.cuda.max_memory_allocated(trainee.device) - before + own) / 2**20
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -186,8 +216,10 @@ def training_memory_mib(trainee: Trainee) -> float:
         storages[storage.data_ptr()] = storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = F.mse_loss(trainee.forward().float(), trainee.target)
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=trainee.precision == "bf16")
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), bf16:
+        out = trainee.call(trainee.net, trainee.x, trainee.level, trainee.labels)  # eager, even under --compile
+        loss = F.mse_loss(out.float(), trainee.target)
     loss.backward()
     trainee.optimizer.zero_grad(set_to_none=True)
     state = 4 * sum(p.numel() * p.element_size() for p in trainee.net.parameters())
@@ -224,9 +256,10 @@ def report(rows: list[tuple[Case, dict[Contender, Any]]], args: argparse.Namespa
         "round. The diffusers model is `diffusers_twin` of Plume's options (same widths, blocks per level, attention "
         "levels, head width, norm groups, mid attention, scale-shift conditioning). Plume's trainer keeps images and "
         "conv weights in channels_last (`TrainConfig.channels_last`, on by default); diffusers' example trains "
-        "contiguous tensors; the other rows put each model in the other format. Memory: on CUDA "
-        "`torch.cuda.max_memory_allocated` over two steps; on CPU weights, gradients and AdamW moments plus the "
-        "tensors autograd saves for backward, counted exactly (see `training_memory_mib`).", ""])
+        "contiguous tensors; the other rows put each model in the other format. Memory: on CUDA the model's "
+        "weights and AdamW state plus the growth of `torch.cuda.max_memory_allocated` over two steps; on CPU "
+        "weights, gradients and AdamW moments plus the tensors autograd saves for backward, counted exactly (see "
+        "`training_memory_mib`).", ""])
 
 
 def main() -> None:

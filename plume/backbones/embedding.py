@@ -53,7 +53,11 @@ class LabelEmbedding(nn.Embedding):
         cond = torch.as_tensor(cond, device=self.weight.device)
         if cond.dtype.is_floating_point or cond.dtype.is_complex or cond.dtype == torch.bool or cond.shape != (batch,):
             raise PlumeError(f"class labels must be integers shaped ({batch},), got {cond.dtype} {tuple(cond.shape)}")
-        if len(cond) and (int(cond.min()) < 0 or int(cond.max()) > self.num_classes):
+        if cond.device.type != "cpu" or torch.compiler.is_compiling():
+            # No host sync on a GPU or in a compiled graph: the device asserts (an out-of-range label would
+            # otherwise index the embedding table out of bounds) instead of a readable message.
+            torch._assert_async(((cond >= 0) & (cond <= self.num_classes)).all())
+        elif len(cond) and (int(cond.min()) < 0 or int(cond.max()) > self.num_classes):
             raise PlumeError(f"class labels must lie in 0..{self.num_classes - 1} ({self.num_classes} = no label), "
                              f"got values from {int(cond.min())} to {int(cond.max())}")
         return cond.long()
