@@ -134,7 +134,7 @@ def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int
             click.echo(f"  sweep {name:10s} {steps:3d} steps ({xs[-1]} NFE of {budget}): FID {fid:.4g}")
         series[name] = (xs, ys)
     line_plot(path, series, "model evaluations per sample (NFE)", f"FID ({network.name.split(' (')[0]})",
-              title=f"FID of {len(seeds)} samples against NFE", log_y=True)
+              title=f"FID of {len(seeds)} samples against NFE", log_y=True, x_ticks=budgets)
     return {"points": rows, "plot": str(path)}
 
 

@@ -55,8 +55,10 @@ def _scatter_figure(samples: torch.Tensor, data: Optional[torch.Tensor], title: 
 
 
 def line_plot(path: Union[str, os.PathLike], series: dict[str, tuple[list[float], list[float]]], x_label: str,
-              y_label: str, title: str = "", log_x: bool = True, log_y: bool = False) -> Path:
-    """Save a PNG of one marked line per named series {name: (xs, ys)}, e.g. FID against model evaluations."""
+              y_label: str, title: str = "", log_x: bool = True, log_y: bool = False,
+              x_ticks: Optional[list[float]] = None) -> Path:
+    """Save a PNG of one marked line per named series {name: (xs, ys)}, e.g. FID against model evaluations.
+    With log_x, the x ticks are `x_ticks` (default: every x that occurs)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
@@ -68,7 +70,7 @@ def line_plot(path: Union[str, os.PathLike], series: dict[str, tuple[list[float]
         ax.plot(xs, ys, marker="o", label=name)
     if log_x:
         ax.set_xscale("log")
-        ticks = sorted({x for xs, _ in series.values() for x in xs})
+        ticks = sorted(x_ticks or {x for xs, _ in series.values() for x in xs})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
     if log_y:
