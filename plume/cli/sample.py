@@ -22,6 +22,7 @@ from ..data.images import tensor_to_images
 from ..data.sources import data_from_info
 from ..data.toy import MIXTURES as MIXTURE_SETS, toy_mixture
 from ..denoiser import Denoiser
+from ..guidance import classifier_free_guidance
 from ..metrics import vector_report
 from ..samplers import GRIDS, SAMPLERS
 from ..sampling import sample as draw_samples
@@ -50,11 +51,15 @@ TRAJECTORY_ROWS, TRAJECTORY_COLUMNS = 8, 12
               help="Compare with the training data (toy sets; labelled image sets with a trained digit classifier).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: 1 for points, all cores for images).")
+@click.option("--labels", "label_text", help="Class labels for a conditional run, e.g. 3 or 0-9: sample k gets the "
+              "(k mod count)-th. Without it a conditional run draws unconditional samples.")
+@click.option("--guidance", type=float, default=1.0, show_default=True,
+              help="Classifier-free guidance scale with --labels (1: no guidance; 0: unconditional).")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the backbone (on a GPU with CUDA graphs): faster for many samples after compiling.")
 def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, steps: int, grid: Optional[str],
            weights: str, batch_size: int, out: Optional[Path], trajectory: bool, evaluate: bool, device: str,
-           threads: Optional[int], compile_model: bool) -> None:
+           threads: Optional[int], label_text: Optional[str], guidance: float, compile_model: bool) -> None:
     """Draw samples from the run RUN (under torchrun, spread over the processes; rank 0 writes)."""
     config = read_config(run)
     info = config.get("data", {})
@@ -67,7 +72,8 @@ def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, ste
         denoiser.backbone.compile(mode="reduce-overhead" if cuda else None)  # reduce-overhead: CUDA graphs
     seed_list = parse_seeds(seeds) if seeds else [seed + k for k in range(n)]
     options = dict(sampler=sampler, steps=steps, grid=grid)
-    x = draw(denoiser, shape, seed_list, batch_size, options, place)  # (n, *shape) on rank 0
+    labels = _class_labels(label_text, info, run) if label_text else None
+    x = draw(denoiser, shape, seed_list, batch_size, options, place, labels, guidance)  # (n, *shape) on rank 0
     finish(place)
     if not place.is_main:
         return
@@ -96,8 +102,11 @@ def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, ste
 
 
 def draw(denoiser: Denoiser, shape: tuple[int, ...], seeds: list[int], batch_size: int, options: dict[str, Any],
-         place: Distributed = SINGLE) -> Optional[torch.Tensor]:
+         place: Distributed = SINGLE, labels: Optional[list[int]] = None, guidance: float = 1.0) -> Optional[torch.Tensor]:
     """Samples for `seeds` in batches (each sample depends on its seed alone); on the CPU, (n, *shape).
+
+    With `labels`, sample k is drawn for class labels[k % len(labels)], guided with classifier-free guidance
+    of scale `guidance` (1: the conditional model alone; plume.guidance).
 
     Under torchrun, batch k goes to rank k mod world_size, drawn exactly as one process draws it, and rank 0
     gathers every batch in order (the other ranks get None): the same samples, bit for bit, as one process.
@@ -110,7 +119,13 @@ def draw(denoiser: Denoiser, shape: tuple[int, ...], seeds: list[int], batch_siz
                           disable=len(seeds) <= batch_size or not place.is_main):
             mine = first + place.rank
             chunk = seeds[starts[mine]:starts[mine] + batch_size] if mine < len(starts) else []
-            x = draw_samples(denoiser, denoiser.process, (len(chunk), *shape), prediction="x0", seeds=chunk,
+            model: Any = denoiser
+            if labels and chunk:
+                cond = torch.tensor([labels[k % len(labels)] for k in range(starts[mine], starts[mine] + len(chunk))],
+                                    device=device)  # (b,)
+                model = classifier_free_guidance(denoiser, cond, guidance) if guidance != 1.0 else \
+                    (lambda x, t, c=cond: denoiser(x, t, c))
+            x = draw_samples(model, denoiser.process, (len(chunk), *shape), prediction="x0", seeds=chunk,
                              device=device, **options).cpu() if chunk else torch.zeros((0, *shape))  # (b, *shape)
             if not place.active:
                 parts.append(x)
@@ -120,6 +135,21 @@ def draw(denoiser: Denoiser, shape: tuple[int, ...], seeds: list[int], batch_siz
                 if first + rank < len(starts):
                     parts.append(gathered[rank, :len(seeds[starts[first + rank]:starts[first + rank] + batch_size])])
     return torch.cat(parts) if place.is_main else None
+
+
+def _class_labels(text: str, info: dict[str, Any], run: Path) -> list[int]:
+    """--labels parsed like seeds, checked against the run's classes."""
+    classes = info.get("num_classes")
+    if not classes:
+        raise click.BadParameter(f"the run {run} was not trained with class labels (train with --conditional)",
+                                 param_hint="--labels")
+    labels = parse_seeds(text)
+    bad = [c for c in labels if c >= classes]
+    if bad:
+        names = info.get("class_names")
+        raise click.BadParameter(f"label {bad[0]} is not a class of {run}: it has {classes} classes (0..{classes - 1}"
+                                 + (f": {', '.join(map(str, names))}" if names else "") + ")", param_hint="--labels")
+    return labels
 
 
 def record_trajectory(denoiser: Denoiser, shape: tuple[int, ...], seeds: list[int], options: dict[str, Any],

@@ -22,7 +22,7 @@ from .options import load_config_file, parse_key_values
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
-                  "grad_clip", "precision", "parallel", "compile", "checkpoint_every", "log_every", "preview_every",
+                  "grad_clip", "precision", "parallel", "compile", "label_dropout", "checkpoint_every", "log_every", "preview_every",
                   "sample_count", "tensorboard", "seed")
 # What a resumed run may take from the command line; every other setting comes from its config.json.
 RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "compile", "checkpoint_every", "log_every",
@@ -41,6 +41,9 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--backbone-option", "backbone_options", multiple=True, metavar="KEY=VALUE",
               help="Any backbone option, e.g. channels=[32,64,64] or dropout=0.1 (repeatable).")
 @click.option("--conditional", is_flag=True, default=None, help="Feed the data's class labels to the backbone.")
+@click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True),
+              help="With --conditional: the fraction of labels dropped in training, for classifier-free guidance "
+              "(default 0.1).")
 @click.option("--process", type=click.Choice(list(PROCESSES)), help="Noising process (default edm).")
 @click.option("--prediction", type=click.Choice(list(PREDICTIONS)), help="What the network predicts (default edm).")
 @click.option("--weighting", type=click.Choice(list(WEIGHTINGS)), help="Loss weighting (default edm).")
@@ -135,7 +138,10 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     if flags["conditional"] and not num_classes:
         raise PlumeError(f"--conditional needs class labels, and the data {flags['data']!r} has none")
     denoiser = build_recipe(recipe, data.shape, num_classes=num_classes, seed=seed)
-    options = {**recipe["training"], **{k: flags[k] for k in TRAINING_FLAGS if flags[k] is not None}}
+    options = {**recipe["training"], **({"label_dropout": 0.1} if num_classes else {}),
+               **{k: flags[k] for k in TRAINING_FLAGS if flags[k] is not None}}
+    if options.get("label_dropout") and not num_classes:
+        raise click.UsageError("--label-dropout needs --conditional (class labels to drop)")
     return denoiser, data, options
 
 

@@ -43,13 +43,18 @@ class MicroBatch:
 
 
 def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, seed: int, step: int, micro: int,
-                     start: int = 0, stop: Optional[int] = None, labelled: bool = False) -> MicroBatch:
-    """Examples [start, stop) (default: all) of micro-batch `micro` of step `step`; on the CPU."""
+                     start: int = 0, stop: Optional[int] = None, labelled: bool = False,
+                     label_dropout: float = 0.0) -> MicroBatch:
+    """Examples [start, stop) (default: all) of micro-batch `micro` of step `step`; on the CPU.
+
+    With labels and label_dropout p > 0, each label becomes "no label" (index num_classes) with probability p,
+    drawn last in its block: the unconditional model that classifier-free guidance needs (Ho & Salimans 2022).
+    """
     stop = batch_size if stop is None else stop
     g = step_generator(seed, step, micro)
     index = torch.randint(len(data), (batch_size,), generator=g)  # (B,) the whole micro-batch's examples
     dropout_seed = int(torch.randint(2**62, (), generator=g))
-    xs, ts, noises = [], [], []
+    xs, ts, noises, labels = [], [], [], []
     for block in range(start // RNG_BLOCK, -(-stop // RNG_BLOCK)):
         lo, hi = max(start, block * RNG_BLOCK), min(stop, (block + 1) * RNG_BLOCK)
         gb = step_generator(seed, step, micro, block)
@@ -59,5 +64,11 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
         noise = torch.randn(x.shape, generator=gb, dtype=x.dtype)  # (b_block, ...)
         keep = slice(lo - full.start, hi - full.start)  # this range's part of the block
         xs.append(x[keep]), ts.append(t[keep]), noises.append(noise[keep])
-    labels = data.labels[index[start:stop]] if labelled else None
-    return MicroBatch(torch.cat(xs), torch.cat(ts), torch.cat(noises), labels, dropout_seed)
+        if labelled:
+            c = data.labels[index[full]]  # (b_block,)
+            if label_dropout > 0:
+                null = int(denoiser.backbone.options()["num_classes"])
+                c = torch.where(torch.rand(len(c), generator=gb) < label_dropout, null, c)
+            labels.append(c[keep])
+    return MicroBatch(torch.cat(xs), torch.cat(ts), torch.cat(noises), torch.cat(labels) if labelled else None,
+                      dropout_seed)

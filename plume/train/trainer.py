@@ -78,6 +78,7 @@ class TrainConfig:
     channels_last: bool = True  # images (B, C, H, W) and 4-D weights in NHWC: faster convolutions (bench/unet_throughput.py)
     parallel: str = "ddp"  # under torchrun: "ddp" (a full copy per rank) or "fsdp" (weights and state sharded)
     compile: bool = False  # torch.compile the backbone (worth it on a GPU for long runs; compiling takes minutes)
+    label_dropout: float = 0.0  # with class labels: the fraction trained as "no label", for classifier-free guidance
     fused_adamw: bool = True  # AdamW's fused kernel (CPU and CUDA): 2-4x faster updates than foreach on the CPU
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "warmup_steps", "grad_clip"):
             if not getattr(self, name) >= 0:
                 raise PlumeError(f"training option {name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise PlumeError(f"training option label_dropout must lie in [0, 1), got {self.label_dropout}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise PlumeError(f"training option ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.minutes is not None and not self.minutes > 0:
@@ -185,7 +188,8 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
         group["lr"] = learning_rate(config, step)
     total = torch.zeros((), dtype=torch.float64)
     for micro in range(config.accumulate):
-        batch = draw_micro_batch(data, denoiser, config.batch_size, config.seed, step, micro, start, stop, labelled)
+        batch = draw_micro_batch(data, denoiser, config.batch_size, config.seed, step, micro, start, stop, labelled,
+                                 config.label_dropout)
         x0 = batch.x0.to(device, non_blocking=True)  # (b, ...)
         if config.channels_last and x0.ndim == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)  # (b, C, H, W) stored as NHWC
