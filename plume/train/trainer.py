@@ -439,6 +439,10 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
         optimizer.load_state_dict(optimizer_state_like(ckpt.optimizer, optimizer))
     except (ValueError, KeyError, IndexError) as e:
         raise PlumeError(f"{ckpt.path / 'optimizer.safetensors'} does not fit this model's parameters: {e}") from None
+    for param, state in optimizer.state.items():  # moments in the parameter's memory layout (channels_last):
+        for key, value in state.items():  # the fused kernel walks param, grad and moments as one flat array
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param).copy_(value)
     if scaler is not None and "scaler" in saved:
         scaler.load_state_dict(saved["scaler"])
     return ckpt.step
