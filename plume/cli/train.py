@@ -22,8 +22,8 @@ from .options import load_config_file, parse_key_values
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
-                  "grad_clip", "precision", "parallel", "compile", "label_dropout", "checkpoint_every", "log_every", "preview_every",
-                  "sample_count", "tensorboard", "seed")
+                  "grad_clip", "precision", "parallel", "compile", "label_dropout", "checkpoint_every", "log_every",
+                  "preview_every", "sample_count", "tensorboard", "seed")
 # What a resumed run may take from the command line; every other setting comes from its config.json.
 RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "compile", "checkpoint_every", "log_every",
                 "preview_every", "sample_count", "tensorboard", "threads", "device", "quiet"}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..denoiser import Denoiser
+from ..guidance import null_condition
 from ..objective import sample_times
 from .data import TrainingData
 
@@ -67,8 +68,8 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
         if labelled:
             c = data.labels[index[full]]  # (b_block,)
             if label_dropout > 0:
-                null = int(denoiser.backbone.options()["num_classes"])
-                c = torch.where(torch.rand(len(c), generator=gb) < label_dropout, null, c)
+                c = torch.where(torch.rand(len(c), generator=gb) < label_dropout,
+                                null_condition(denoiser, len(c), c.device), c)
             labels.append(c[keep])
     return MicroBatch(torch.cat(xs), torch.cat(ts), torch.cat(noises), torch.cat(labels) if labelled else None,
                       dropout_seed)

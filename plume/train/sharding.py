@@ -29,19 +29,19 @@ def shard_backbone(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
-def is_sharded(backbone: nn.Module) -> bool:
-    return any(isinstance(p, DTensor) for p in backbone.parameters())
-
-
 def full_tensor(value: Any) -> Any:
     """The whole tensor behind a DTensor (a collective: every rank must call it); anything else as it is."""
     return value.full_tensor() if isinstance(value, DTensor) else value
 
 
 def like(full: torch.Tensor, reference: Any) -> Any:
-    """`full` laid out as `reference`: sharded the same way when `reference` is a DTensor, else unchanged."""
+    """`full` laid out as `reference`: sharded the same way when `reference` is a DTensor, in its memory layout
+    (e.g. channels_last) when it is a tensor of the same shape with other strides, else unchanged. The layout
+    matters for optimizer moments: the fused AdamW kernel walks a parameter and its moments as flat arrays."""
     if isinstance(reference, DTensor):
         return distribute_tensor(full.to(reference.device, reference.dtype), reference.device_mesh, reference.placements)
+    if torch.is_tensor(reference) and full.shape == reference.shape and full.stride() != reference.stride():
+        return torch.empty_like(reference).copy_(full)
     return full
 
 
@@ -59,7 +59,8 @@ def sharded_like(full: dict[str, Any], reference: dict[str, Any]) -> dict[str, A
 
 def optimizer_state_like(full: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """A full optimizer state dict (integer ids in param_groups order) with each per-parameter tensor of the
-    parameter's shape laid out as that parameter (sharded under FSDP), ready for optimizer.load_state_dict."""
+    parameter's shape laid out as that parameter (sharded under FSDP, in its memory layout), ready for
+    optimizer.load_state_dict."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state = {}
     for key, entry in full.get("state", {}).items():

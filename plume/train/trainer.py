@@ -246,8 +246,9 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     data = as_training_data(data, cond, data_info)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    place = from_environment(next(denoiser.parameters()).device)  # torchrun's process group, when launched by it
-    device = rank_device(next(denoiser.parameters()).device, place)
+    given = next(denoiser.parameters()).device
+    place = from_environment(given)  # torchrun's process group, when launched by it
+    device = rank_device(given, place)
     denoiser.to(device)
     place.slice(config.batch_size)  # a batch that does not split over the ranks fails before any work
     autocast_dtype(config.precision, device)  # rejects fp16 off CUDA before any work
@@ -439,10 +440,6 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
         optimizer.load_state_dict(optimizer_state_like(ckpt.optimizer, optimizer))
     except (ValueError, KeyError, IndexError) as e:
         raise PlumeError(f"{ckpt.path / 'optimizer.safetensors'} does not fit this model's parameters: {e}") from None
-    for param, state in optimizer.state.items():  # moments in the parameter's memory layout (channels_last):
-        for key, value in state.items():  # the fused kernel walks param, grad and moments as one flat array
-            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
-                state[key] = torch.empty_like(param).copy_(value)
     if scaler is not None and "scaler" in saved:
         scaler.load_state_dict(saved["scaler"])
     return ckpt.step
