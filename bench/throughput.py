@@ -11,8 +11,10 @@ printed) while diffusers still computes the embedding once per block, as it does
 trainer's memory format: Plume's U-Net in channels_last (TrainConfig.channels_last), all else contiguous
 (bench/unet_throughput.py compares the formats).
 
-Training: one step is forward, MSE loss against a fixed random target, backward and AdamW (foreach); images/s =
-batch / seconds per step. Memory: bench/unet_throughput.py's `training_memory_mib` (CPU: weights, gradients,
+Training: one step is forward, MSE loss against a fixed random target, backward and AdamW; images/s =
+batch / seconds per step. AdamW runs as each library trains: Plume's trainer in the fused kernel
+(plume.train.optimizer.adamw), diffusers' training examples with torch.optim.AdamW's defaults (on the CPU a
+per-tensor loop); `--same-optimizer` gives both the foreach kernel, which times the networks alone. Memory: bench/unet_throughput.py's `training_memory_mib` (CPU: weights, gradients,
 AdamW moments and every tensor saved for backward, counted exactly; CUDA: the model's state plus the peak growth
 of allocated memory over a step). Sampling: one model evaluation is a forward pass under torch.inference_mode in
 eval mode at the sampling batch; a 20-step sampler (Euler or DDIM, one evaluation per step) then makes
@@ -229,7 +231,8 @@ def measure(case: Case, args: argparse.Namespace, peak: Optional[float],
         fmt = torch.channels_last if memory_format(case, kind) == "channels_last" else torch.contiguous_format
         shape = (case.channels, case.size, case.size)
         batch = random_batch(kind, (case.batch, *shape), device, fmt, 1, case.num_classes)
-        trainees[kind] = Trainee(kind, net.to(device, memory_format=fmt), batch, device, args.precision, args.compile)
+        trainees[kind] = Trainee(kind, net.to(device, memory_format=fmt), batch, device, args.precision, args.compile,
+                                 optimizer_for(kind, args))
         batch = random_batch(kind, (case.sample_batch, *shape), device, fmt, 2, case.num_classes)
         evaluators[kind] = Evaluator(trainees[kind], batch)
         runs[kind, "train"] = functools.partial(timed, trainees[kind])
@@ -245,6 +248,14 @@ def measure(case: Case, args: argparse.Namespace, peak: Optional[float],
             + (f"   {r['achieved_flops_per_s'] / 1e12:.3g} TFLOP/s" if "achieved_flops_per_s" in r else "")
             + (f", MFU {100 * r['mfu']:.1f} %" if r.get("mfu") else ""))
     return result
+
+
+def optimizer_for(kind: str, args: argparse.Namespace) -> str:
+    """Each library's training default (`make_optimizer`): Plume's trainer fused AdamW, diffusers' examples
+    torch.optim.AdamW's defaults; with --same-optimizer both foreach, which times the networks alone."""
+    if args.same_optimizer:
+        return "foreach"
+    return "plume" if kind == "plume" else "torch-default"
 
 
 def memory_format(case: Case, kind: str) -> str:
@@ -326,7 +337,7 @@ def report(rows: list[tuple[Case, dict[str, Any]]], args: argparse.Namespace, ma
         "DiT training FLOPs (matmul, convolution and attention, forward + backward, counted by "
         f"`torch.utils.flop_counter.FlopCounterMode`). {peak_line}", "",
         *flops, "",
-        f"One training step = forward, MSE loss, backward, AdamW (foreach); one sampling evaluation = a forward pass "
+        f"One training step = forward, MSE loss, backward, AdamW ({optimizer_words(args)}); one sampling evaluation = a forward pass "
         f"under `torch.inference_mode` in eval mode; a {SAMPLER_STEPS}-step sampler (Euler / DDIM) costs "
         f"{SAMPLER_STEPS} evaluations. {args.warmup} warm-up steps, then {args.rounds} rounds of {args.steps} "
         "training steps and as many evaluations per model, the order reversed every other round; rates from the "
@@ -339,6 +350,14 @@ def report(rows: list[tuple[Case, dict[str, Any]]], args: argparse.Namespace, ma
         "growth of allocated memory over a step (`training_memory_mib`). Ratios are Plume / diffusers.", ""])
 
 
+def optimizer_words(args: argparse.Namespace) -> str:
+    if args.same_optimizer:
+        return "foreach for both (`--same-optimizer`)"
+    return ("each library's training default: Plume's trainer the fused kernel (plume.train.optimizer.adamw), "
+            "diffusers' training examples `torch.optim.AdamW` with its defaults (on CPU parameters a per-tensor "
+            "loop); `--same-optimizer` gives both foreach")
+
+
 def record(rows: list[tuple[Case, dict[str, Any]]], args: argparse.Namespace, machine: str,
            peak: Optional[float]) -> dict[str, Any]:
     """docs/throughput.json: everything in the table, with every round's time."""
@@ -348,7 +367,8 @@ def record(rows: list[tuple[Case, dict[str, Any]]], args: argparse.Namespace, ma
             "date": datetime.date.today().isoformat(),
             "machine": machine, "torch": torch.__version__, "diffusers": diffusers.__version__,
             "settings": {k: getattr(args, k) for k in ("device", "precision", "compile", "threads", "warmup", "rounds",
-                                                        "steps", "quick")},
+                                                        "steps", "quick", "same_optimizer")},
+            "optimizers": {kind: optimizer_for(kind, args) for kind in KINDS},
             "sampler_steps": SAMPLER_STEPS, "matmul_peak_flops_per_s": peak,
             "cases": [{"name": case.name, "backbone": case.backbone, "preset": case.preset,
                        "options": {**PRESETS[case.backbone][case.preset], **dict(case.options)},
@@ -367,6 +387,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, help="training steps and sampling evaluations per round (default: 5 on "
                         "CPU, 20 on CUDA)")
+    parser.add_argument("--same-optimizer", action="store_true",
+                        help="both models take foreach AdamW (default: each library's training default, Plume's "
+                             "fused AdamW and diffusers' torch.optim.AdamW defaults)")
     parser.add_argument("--backbones", nargs="+", choices=("unet", "dit"), default=["unet", "dit"])
     parser.add_argument("--mfu", action=argparse.BooleanOptionalAction, default=None,
                         help="measure the matmul peak and report DiT MFU (default: on CUDA only)")

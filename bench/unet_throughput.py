@@ -125,11 +125,11 @@ class Trainee:
     the eager module (parameters, memory and FLOP counts)."""
 
     def __init__(self, kind: str, net: torch.nn.Module, batch: tuple, device: torch.device, precision: str,
-                 compile_model: bool = False):
+                 compile_model: bool = False, optimizer: str = "foreach"):
         self.kind, self.device, self.precision = kind, device, precision
         self.net = net.train()
         self.model = torch.compile(net) if compile_model else net
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=1e-4, foreach=True)
+        self.optimizer = make_optimizer(optimizer, self.net, device)
         self.x, self.target, self.level, self.labels = batch
 
     def call(self, model: Callable, x: torch.Tensor, level: torch.Tensor,
@@ -147,6 +147,21 @@ class Trainee:
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+
+OPTIMIZERS = ("foreach", "plume", "torch-default")
+
+
+def make_optimizer(name: str, net: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW at lr 1e-4 in one of three kernels: "foreach"; "plume", Plume's trainer's (plume.train.optimizer.adamw:
+    fused on CPU and CUDA); "torch-default", torch.optim.AdamW's own choice, as diffusers' training examples build it
+    (foreach for CUDA parameters, a per-tensor loop for CPU ones)."""
+    if name == "plume":
+        from plume.train.optimizer import adamw
+        return adamw(net.parameters(), 1e-4, device=device)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    return torch.optim.AdamW(net.parameters(), lr=1e-4, **({"foreach": True} if name == "foreach" else {}))
 
 
 def unet_trainee(kind: str, case: Case, device: torch.device, precision: str, channels_last: bool) -> Trainee:

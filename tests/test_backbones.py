@@ -170,11 +170,20 @@ def naive_attention(x, qkv, proj, heads):
     return proj(torch.cat(outs, dim=-1))
 
 
-def test_attention_equals_the_naive_formula():
+@pytest.mark.parametrize("length", [10, 40, 200])  # CPU kernels: math in training and inference, math / flash, flash
+def test_attention_equals_the_naive_formula(length):
     torch.manual_seed(0)
     attn = SelfAttention(24, 3)
-    x = torch.randn(2, 10, 24)
-    torch.testing.assert_close(attn(x), naive_attention(x, attn.qkv, attn.proj, 3), rtol=1e-5, atol=1e-5)
+    x = torch.randn(2, length, 24, requires_grad=True)
+    out, expected = attn(x), naive_attention(x, attn.qkv, attn.proj, 3)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, [x, attn.qkv.weight], grad)
+    naive = torch.autograd.grad(expected, [x, attn.qkv.weight], grad)
+    for a, b in zip(ours, naive):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(attn(x.detach()), expected.detach(), rtol=1e-5, atol=1e-5)
     block = perturb(AttentionBlock(32, 8, 4))
     image = torch.randn(2, 32, 3, 5)
     tokens = block.norm(image).flatten(2).transpose(1, 2)  # (B, HW, C)
@@ -184,7 +193,8 @@ def test_attention_equals_the_naive_formula():
 
 @pytest.mark.parametrize("name", ["unet", "dit"])
 def test_fused_attention_kernel_accepts_our_layout(name):
-    """Under the flash backend alone SDPA raises if q, k, v are laid out so that it would fall back to math."""
+    """Under the flash backend alone SDPA raises if q, k, v are laid out so that it would fall back to math (a
+    caller's sdpa_kernel choice also overrides SelfAttention's own CPU choice of math for short sequences)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     net, x = perturb(small(name)), torch.randn(2, 1, 8, 8)
     reference = net(x, torch.zeros(2))

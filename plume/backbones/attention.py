@@ -4,15 +4,24 @@ softmax(Q K^T / sqrt(d)) V per head (Vaswani et al. 2017, eq. 1), computed by Py
 `scaled_dot_product_attention` (flash / memory-efficient kernels where they apply). One fused qkv projection
 and an output projection, as in ADM's AttentionBlock (Dhariwal & Nichol 2021) and DiT (Peebles & Xie 2023).
 q, k and v are strided views of the projection with unit stride in the head dimension, which the fused
-kernels accept, so no copy is made before or after the attention itself.
+kernels accept, so no copy is made before or after the attention itself. On the CPU, short sequences take the
+math kernel, which is faster there (MATH_ATTENTION_MAX_TOKENS).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import PlumeError
+
+# Sequence lengths up to which PyTorch's math attention (two batched matmuls and a softmax) beats its CPU flash
+# kernel on 2 AVX2 cores: in training by 1.2-2x up to 64 tokens (even at 96-128, flash ahead beyond), for
+# inference by 2x at 16 tokens (even at 32, flash ahead beyond); bench/attention_cpu.py prints the ratios.
+MATH_ATTENTION_MAX_TOKENS = {"training": 64, "inference": 16}
 
 
 class SelfAttention(nn.Module):
@@ -31,5 +40,16 @@ class SelfAttention(nn.Module):
         b, length, width = x.shape
         qkv = self.qkv(x).view(b, length, 3, self.heads, width // self.heads)  # (B, L, 3, h, d)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, h, L, d), views
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (B, h, L, d)
+        with _cpu_kernel_for(x, length):
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (B, h, L, d)
         return self.proj(out.transpose(1, 2).reshape(b, length, width))  # (B, L, C)
+
+
+def _cpu_kernel_for(x: torch.Tensor, length: int) -> contextlib.AbstractContextManager:
+    """The math SDPA backend for short sequences on the CPU (MATH_ATTENTION_MAX_TOKENS) unless the caller chose
+    backends; no change elsewhere."""
+    chosen = not (torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled())
+    if x.device.type != "cpu" or torch.compiler.is_compiling() or chosen:  # (chosen: a caller's sdpa_kernel rules)
+        return contextlib.nullcontext()
+    limit = MATH_ATTENTION_MAX_TOKENS["training" if torch.is_grad_enabled() and x.requires_grad else "inference"]
+    return sdpa_kernel(SDPBackend.MATH) if length <= limit else contextlib.nullcontext()

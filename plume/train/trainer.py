@@ -43,6 +43,7 @@ from .distributed import SINGLE, Distributed, from_environment, rank_device
 from .sharding import full_state, full_tensor, optimizer_state_like, shard_backbone, sharded_like
 from .ema import EMA
 from .logs import RunLog
+from .optimizer import adamw
 from .signals import StopOnSignal
 
 
@@ -262,9 +263,8 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
         denoiser.to(memory_format=torch.channels_last)  # conv weights NHWC, as the batches (train_step)
     if sharded:
         shard_backbone(denoiser.backbone)  # before the optimizer and the EMA, which then hold shards
-    fused = config.fused_adamw and device.type in ("cpu", "cuda") and not sharded  # (DTensors: foreach)
-    optimizer = torch.optim.AdamW(denoiser.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  **({"fused": True} if fused else {"foreach": True}))
+    optimizer = adamw(denoiser.backbone.parameters(), config.lr, config.weight_decay, config.fused_adamw, device,
+                      sharded)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     ema = EMA(denoiser.backbone, config.ema_decay)
     if resume:
