@@ -33,7 +33,7 @@ POSITIVE = click.IntRange(min=1)
 @click.command()
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=load_config_file,
               is_eager=True, expose_value=False, help="JSON or TOML file of option values; flags override them.")
-@click.option("--data", help="A toy set (" + ", ".join(TOY_SETS) + "), an image set (digits, lfw, photos), a folder "
+@click.option("--data", help="A toy set (" + ", ".join(TOY_SETS) + "), an image set (digits, lfw, photos, shapes), a folder "
               "of images, an .npz file, or hf:PATH (a saved Hugging Face data set). Required unless --resume.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory.")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), help="Network (default: unet for images, mlp for points).")

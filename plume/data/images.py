@@ -7,6 +7,9 @@ lfw      scikit-image's LFW subset (Huang et al. 2012): 200 25 x 25 gray, all ke
 photos   4096 random 32 x 32 crops of five colour photographs that ship inside scikit-image (astronaut, chelsea,
          coffee, motorcycle, rocket), labelled by photo; each photo is first shrunk to a shorter side of 4 x the
          crop size so a crop holds a recognisable part (a face, a cup rim), not a few flat pixels
+shapes   procedurally drawn scenes of one to three coloured shapes with generated captions (plume.data.shapes), default
+         8192 of 32 x 32 RGB; scenes holding a held-out object description (rule "pairs") are left out, so prompts
+         naming one (plume.data.shapes.heldout_prompts) test composition; ImageSet.captions holds the captions
 <folder> PNG/JPEG/BMP/WebP/GIF files found recursively; labels from class subfolders (torchvision's ImageFolder)
 <x.npz>  `arr_0` (or `images`) uint8 NHWC, the guided-diffusion sample format (Dhariwal & Nichol 2021); `labels`
 hf:<dir> a Hugging Face dataset written with save_to_disk (needs `pip install 'plume[hf]'`)
@@ -32,11 +35,14 @@ IMAGE_SETS: dict[str, str] = {
     "digits": "scikit-learn's handwritten digits, 1797 x 8 x 8 gray, 10 classes",
     "lfw": "scikit-image's LFW subset, 200 x 25 x 25 gray, classes face / non-face (100 each)",
     "photos": "random crops (default 4096 of 32 x 32) of 5 colour photographs from scikit-image, labelled by photo",
+    "shapes": "captioned scenes of 1-3 coloured shapes (default 8192 of 32 x 32), held-out object descriptions left out",
 }
 CHANNELS = ("rgb", "gray")
 PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle", "rocket")  # all ship inside the scikit-image wheel
 PHOTO_ZOOM = 4  # photos are shrunk so their shorter side is 4 crop sizes: a crop shows an object's part, not a speck
 PHOTO_SIZE, PHOTO_COUNT = 32, 4096
+SHAPES_SIZE, SHAPES_COUNT, SHAPES_HELDOUT = 32, 8192, "pairs"
+GENERATED = ("photos", "shapes")  # embedded sets drawn at the requested size and count
 _PATH_KINDS = "a folder of image files, a .npz file (arr_0 uint8 NHWC) or hf:<folder of a saved Hugging Face dataset>"
 
 
@@ -59,12 +65,14 @@ def tensor_to_images(x: torch.Tensor) -> np.ndarray:
 
 @dataclass
 class ImageSet:
-    """Images as uint8 (N, H, W, C) with optional int64 labels (N,); loader holds the load_images kwargs."""
+    """Images as uint8 (N, H, W, C) with optional int64 labels (N,) and captions (N strings); loader holds the
+    load_images kwargs."""
     pixels: np.ndarray
     labels: Optional[np.ndarray] = None
     class_names: Optional[list[str]] = None
     name: str = ""
     loader: dict[str, Any] = field(default_factory=dict)
+    captions: Optional[list[str]] = None
 
 
 def _subset(n: int, limit: Optional[int], seed: int) -> np.ndarray:
@@ -154,6 +162,8 @@ def _embedded_or_npz(source: str, image_size: Optional[int], limit: Optional[int
     """digits, lfw, photos or an .npz file as an ImageSet (before resizing and channels)."""
     if source == "photos":
         return _photos(image_size or PHOTO_SIZE, limit or PHOTO_COUNT, seed), source
+    if source == "shapes":
+        return _shapes(image_size or SHAPES_SIZE, limit or SHAPES_COUNT, seed), source
     if source in IMAGE_SETS:
         images = _digits() if source == "digits" else _lfw()
     else:
@@ -164,6 +174,14 @@ def _embedded_or_npz(source: str, image_size: Optional[int], limit: Optional[int
     images.pixels = images.pixels[keep]  # (N', H, W, C)
     images.labels = None if images.labels is None else images.labels[keep]  # (N',)
     return images, source
+
+
+def _shapes(size: int, count: int, seed: int) -> ImageSet:
+    """`count` captioned shapes scenes of the training split (no held-out description), drawn size x size."""
+    from .shapes import shapes_dataset
+
+    pixels, captions, _ = shapes_dataset(count, size, seed=seed, split="train", heldout=SHAPES_HELDOUT)
+    return ImageSet(pixels, None, None, "shapes", captions=captions)
 
 
 def _decodes_files(source: str) -> bool:
@@ -189,7 +207,8 @@ def load_images(source: str, image_size: Optional[int] = None, channels: Optiona
 
     image_size: side of the square images (None: the source's own if square, else 64 for files, 32 for photos);
     channels: "rgb" | "gray" | None (the source's); on_error: "stop" | "skip" for unreadable files;
-    limit: a seeded random subset of this many (for photos: the number of crops, default 4096); seed: that subset.
+    limit: a seeded random subset of this many (photos, shapes: the number drawn, default 4096, 8192); seed: that
+    subset (photos, shapes: the drawing).
     """
     source, image_size, limit = str(source), _whole("image_size", image_size), _whole("limit", limit)
     if channels is not None and channels not in CHANNELS:
@@ -207,7 +226,7 @@ def load_images(source: str, image_size: Optional[int] = None, channels: Optiona
     _, h, w, c = images.pixels.shape
     images.loader = {"source": resolved, "image_size": h if h == w else image_size,
                      "channels": "gray" if c == 1 else "rgb", "on_error": on_error,
-                     "limit": len(images.pixels) if source == "photos" else limit, "seed": int(seed)}
+                     "limit": len(images.pixels) if source in GENERATED else limit, "seed": int(seed)}
     return images
 
 
@@ -222,6 +241,10 @@ class ImageData:
         self.held_out = images.pixels[held]  # (K, H, W, C) uint8, never trained on (for bits/dim, evaluation)
         self.train_pixels = images.pixels[train]  # (N - K, H, W, C) uint8, what training sees
         self.train_labels = None if images.labels is None else images.labels[train]  # (N - K,)
+        self.train_captions = None if images.captions is None else [images.captions[i] for i in train]
+        if flip and images.captions is not None:
+            raise PlumeError(f"{images.name or 'these images'} carry captions, which mirroring would contradict "
+                             "('left of' becomes 'right of'); train without flips")
         self.data = images_to_tensor(images.pixels[train])  # (N - K, C, H, W)
         self._labels = None if images.labels is None else torch.as_tensor(images.labels[train], dtype=torch.long)
 
@@ -255,7 +278,8 @@ class ImageData:
     def info(self) -> dict[str, Any]:
         """JSON-able description; image_data_from_info(info) rebuilds identical data."""
         return {"kind": "images", "name": self.images.name, "loader": dict(self.images.loader), "flip": self.flip,
-                "holdout": self.holdout, "num_classes": self.num_classes, "class_names": self.images.class_names}
+                "holdout": self.holdout, "num_classes": self.num_classes, "class_names": self.images.class_names,
+                "captioned": self.images.captions is not None}
 
     def to_uint8(self, x: torch.Tensor) -> np.ndarray:
         """float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), the on-disk sample format."""
