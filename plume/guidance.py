@@ -29,23 +29,37 @@ ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def null_condition(denoiser: nn.Module, batch: int, device: torch.device) -> torch.Tensor:
-    """The "no label" index (num_classes) for `batch` rows: what label dropout trains the unconditional model on."""
-    num_classes = denoiser.backbone.options().get("num_classes")
-    if num_classes is None:
-        raise PlumeError("guidance needs a conditional model (a backbone built with num_classes); this one has none")
-    return torch.full((batch,), int(num_classes), dtype=torch.long, device=device)
+    """The backbone's "no condition" input for `batch` rows: the null label index (num_classes) or the empty
+    prompt's token ids; what label dropout trains the unconditional model on."""
+    backbone = denoiser.backbone
+    if not hasattr(backbone, "null_condition"):
+        raise PlumeError(f"guidance needs a conditional backbone; {type(backbone).__name__} takes no condition")
+    return backbone.null_condition(batch, device)
+
+
+def rows(cond: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """cond as `like`'s rows (B, ...): one row (a label, or one prompt's ids) is repeated, B rows kept."""
+    cond = torch.as_tensor(cond).to(like.device)
+    if cond.shape == like.shape[1:]:
+        return cond.expand(like.shape)
+    if cond.shape != like.shape:
+        raise PlumeError(f"condition shaped {tuple(cond.shape)} fits neither one row {tuple(like.shape[1:])} nor "
+                         f"the batch {tuple(like.shape)}")
+    return cond
 
 
 def classifier_free_guidance(denoiser: nn.Module, cond: torch.Tensor, scale: float,
                              negative: Optional[torch.Tensor] = None) -> ModelFn:
     """fn(x_t, t) = D(x_t, t, negative or null) + scale (D(x_t, t, cond) - D(x_t, t, negative or null)),
-    with cond (B,) the labels of the B samples being drawn; one forward pass of 2B rows per call."""
+    with cond the conditions of the B samples being drawn (labels (B,) or token ids (B, T), or one row for all)
+    and negative likewise; one forward pass of 2B rows per call."""
     cond = torch.as_tensor(cond)
 
     def guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b = x_t.shape[0]
-        c = cond.to(x_t.device).expand(b) if cond.ndim == 0 else cond.to(x_t.device)  # (B,)
-        other = null_condition(denoiser, b, x_t.device) if negative is None else torch.as_tensor(negative).to(x_t.device).expand(b)
+        null = null_condition(denoiser, b, x_t.device)  # (B, ...): labels (B,) or token ids (B, T)
+        c = rows(cond, null)
+        other = null if negative is None else rows(negative, null)
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(b)  # (B,)
         both = denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([c, other]))  # (2B, ...)
         x_cond, x_other = both.chunk(2)
@@ -58,7 +72,7 @@ def autoguidance(denoiser: nn.Module, weaker: nn.Module, cond: Optional[torch.Te
     """fn(x_t, t) = D_weak(x_t, t, c) + scale (D(x_t, t, c) - D_weak(x_t, t, c)) (Karras et al. 2024)."""
 
     def guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c = None if cond is None else torch.as_tensor(cond).to(x_t.device).expand(x_t.shape[0])  # (B,)
+        c = None if cond is None else rows(cond, null_condition(denoiser, x_t.shape[0], x_t.device))  # (B, ...)
         good, weak = denoiser(x_t, t, c), weaker(x_t, t, c)  # (B, ...) each
         return weak + scale * (good - weak)
 

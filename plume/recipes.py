@@ -36,14 +36,17 @@ def default_recipe(shape: Sequence[int]) -> dict[str, Any]:
 
 
 def build_recipe(recipe: dict[str, Any], shape: Sequence[int], num_classes: Optional[int] = None,
-                 seed: int = 0) -> Denoiser:
-    """The recipe's Denoiser for examples shaped `shape` (its weights seeded by `seed`)."""
+                 seed: int = 0, text: Optional[dict[str, Any]] = None) -> Denoiser:
+    """The recipe's Denoiser for examples shaped `shape` (its weights seeded by `seed`), conditioned on class
+    labels (num_classes) or text (`text`: text-encoder options, plume.text.text_options)."""
     spec = recipe["backbone"]
     data_options = {"dim": int(shape[0])} if len(shape) == 1 else {"in_channels": int(shape[0])}
     if spec["name"] == "dit":
         data_options["image_size"] = [int(shape[1]), int(shape[2])]
     if num_classes is not None:
         data_options["num_classes"] = int(num_classes)
+    if text is not None:
+        data_options["text"] = dict(text)
     torch.manual_seed(seed)
     preset = {"preset": spec["preset"]} if spec.get("preset") else {}
     net = backbone(spec["name"], **preset, **{**data_options, **spec.get("options", {})})

@@ -142,7 +142,7 @@ def test_bad_json_other_version_and_missing_fields(tmp_path):
     with pytest.raises(PlumeError, match=r"has no field 'backbone\.name'"):
         read_config(tmp_path / "ck")
     config_path.write_text(json.dumps({**good, "backbone": {"name": "nope", "options": {}}}))
-    with pytest.raises(PlumeError, match=r"config\.json: unknown backbone 'nope'; valid backbones: dit, mlp, unet"):
+    with pytest.raises(PlumeError, match=r"config\.json: unknown backbone 'nope'; valid backbones: dit, mlp, super_resolution, unet"):
         load_denoiser(tmp_path / "ck")
     wider = {**good["backbone"], "options": {**good["backbone"]["options"], "width": 32}}
     config_path.write_text(json.dumps({**good, "backbone": wider}))

@@ -13,12 +13,14 @@ from ..errors import PlumeError
 from ..registry import build
 from .dit import DiT
 from .mlp import MLP
+from .super_resolution import SuperResolution
 from .unet import UNet
 
 BACKBONES: dict[str, type[nn.Module]] = {
     "mlp": MLP,
     "unet": UNet,
     "dit": DiT,
+    "super_resolution": SuperResolution,  # wraps one of the above (cascades; plume.cascade)
 }
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -56,6 +58,12 @@ def backbone(name: str, preset: Optional[str] = None, **options: Any) -> nn.Modu
     return build("backbone", BACKBONES, name, **options)
 
 
+def is_conditional(module: nn.Module) -> bool:
+    """Whether a backbone takes a condition: built with num_classes (labels) or text (token ids)."""
+    options = module.options() if hasattr(module, "options") else {}
+    return options.get("num_classes") is not None or bool(options.get("text"))
+
+
 def backbone_name(module: nn.Module) -> str:
     """The registry name of a backbone instance (what config.json records)."""
     for name, cls in BACKBONES.items():
@@ -64,4 +72,4 @@ def backbone_name(module: nn.Module) -> str:
     raise PlumeError(f"{type(module).__name__} is not a registered backbone; registered: {', '.join(BACKBONES)}")
 
 
-__all__ = ["BACKBONES", "PRESETS", "backbone", "backbone_name", "DiT", "MLP", "UNet"]
+__all__ = ["BACKBONES", "PRESETS", "backbone", "backbone_name", "is_conditional", "DiT", "MLP", "UNet"]

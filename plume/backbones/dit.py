@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import PlumeError
-from .attention import SelfAttention
-from .embedding import LabelEmbedding, NoiseLevelEmbedding, embed_condition
+from .attention import CrossAttention, SelfAttention
+from .embedding import LabelEmbedding, NoiseLevelEmbedding, embed_condition, null_condition, text_conditioning
 
 
 def sincos_position_embedding(dim: int, rows: int, cols: int) -> torch.Tensor:
@@ -38,21 +38,27 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class Block(nn.Module):
-    """adaLN-Zero transformer block: x + g1 * attn(mod(LN(x))) then x + g2 * mlp(mod(LN(x)))."""
+    """adaLN-Zero transformer block: x + g1 * attn(mod(LN(x))), with text x + cross_attn(LN(x), context) (as
+    PixArt-alpha, Chen et al. 2023, sec. 2.3), then x + g2 * mlp(mod(LN(x)))."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float, context_features: Optional[int] = None):
         super().__init__()
         hidden = int(width * mlp_ratio)
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(width, heads, dropout)
+        self.cross_norm = nn.LayerNorm(width, eps=1e-6) if context_features else None
+        self.cross = CrossAttention(width, context_features, heads) if context_features else None
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
                                  nn.Linear(hidden, width))
         self.modulation = nn.Linear(width, 6 * width)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor,
+                context: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=1)  # 6 x (B, D)
         x = torch.addcmul(x, gate1[:, None], self.attn(modulate(self.norm1(x), shift1, scale1)))  # (B, L, D)
+        if self.cross is not None and context is not None:
+            x = x + self.cross(self.cross_norm(x), *context)  # (B, L, D)
         return torch.addcmul(x, gate2[:, None], self.mlp(modulate(self.norm2(x), shift2, scale2)))  # (B, L, D)
 
 
@@ -62,7 +68,7 @@ class DiT(nn.Module):
     def __init__(self, in_channels: int = 3, image_size: Union[int, Sequence[int]] = 32, patch_size: int = 2,
                  width: int = 384, depth: int = 12, heads: int = 6, mlp_ratio: float = 4.0,
                  out_channels: Optional[int] = None, num_classes: Optional[int] = None, embed_features: int = 256,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, text: Optional[dict] = None):
         super().__init__()
         size = [int(image_size)] * 2 if isinstance(image_size, int) else [int(s) for s in image_size]
         out_channels = in_channels if out_channels is None else out_channels
@@ -76,7 +82,10 @@ class DiT(nn.Module):
         self.register_buffer("position", sincos_position_embedding(width, *self.grid)[None], persistent=False)
         self.noise_embed = NoiseLevelEmbedding(embed_features, width)
         self.label_embed = LabelEmbedding(num_classes, width) if num_classes is not None else None
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.text = text_conditioning(text, num_classes, width, "DiT")
+        self._options["text"] = None if self.text is None else self.text.encoder.options()
+        context = None if self.text is None else self.text.features
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout, context) for _ in range(depth))
         self.out_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.out_modulation = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, patch_size * patch_size * out_channels)
@@ -102,15 +111,20 @@ class DiT(nn.Module):
         """The constructor options that rebuild this backbone (saved in config.json)."""
         return dict(self._options)
 
+    def null_condition(self, batch: int, device: torch.device) -> torch.Tensor:
+        """The "no condition" input (B, ...): the null label or the empty prompt (classifier-free guidance)."""
+        return null_condition(self.label_embed, self.text, batch, device, "DiT")
+
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or list(x.shape[2:]) != self.size:
             raise PlumeError(f"this DiT takes images (B, {self.in_channels}, {self.size[0]}, {self.size[1]}), got shape "
                              f"{tuple(x.shape)}; a DiT is built for one image_size (its position embedding is fixed)")
-        c = F.silu(embed_condition(self.noise_embed, self.label_embed, x, noise_level, cond, "DiT"))  # (B, D)
+        c, context = embed_condition(self.noise_embed, self.label_embed, x, noise_level, cond, "DiT", self.text)
+        c = F.silu(c)  # (B, D)
         tokens = self.patchify(x).flatten(2).transpose(1, 2)  # (B, L, D), L = (H/p)(W/p); a view
         h = torch.add(self.position, tokens)  # (B, L, D), contiguous whatever x's memory format
         for block in self.blocks:
-            h = block(h, c)  # (B, L, D)
+            h = block(h, c, context)  # (B, L, D)
         shift, scale = self.out_modulation(c).chunk(2, dim=1)  # 2 x (B, D)
         h = self.out(modulate(self.out_norm(h), shift, scale))  # (B, L, p*p*C_out)
         return self.unpatchify(h)  # (B, C_out, H, W)

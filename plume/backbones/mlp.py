@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import PlumeError
-from .embedding import LabelEmbedding, NoiseLevelEmbedding, embed_condition
+from .embedding import LabelEmbedding, NoiseLevelEmbedding, embed_condition, null_condition
 
 
 class ResidualBlock(nn.Module):
@@ -60,10 +60,14 @@ class MLP(nn.Module):
         """The constructor options that rebuild this backbone (saved in config.json)."""
         return dict(self._options)
 
+    def null_condition(self, batch: int, device: torch.device) -> torch.Tensor:
+        """The null label (B,) (classifier-free guidance)."""
+        return null_condition(self.label_embed, None, batch, device, "MLP")
+
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise PlumeError(f"the MLP backbone takes vectors (B, {self.dim}), got shape {tuple(x.shape)}")
-        e = embed_condition(self.noise_embed, self.label_embed, x, noise_level, cond, "MLP")  # (B, W)
+        e, _ = embed_condition(self.noise_embed, self.label_embed, x, noise_level, cond, "MLP")  # (B, W)
         h = self.inp(x)  # (B, W)
         for block in self.blocks:
             h = block(h, e)  # (B, W)

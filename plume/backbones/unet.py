@@ -25,8 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import PlumeError
-from .attention import SelfAttention
-from .embedding import LabelEmbedding, NoiseLevelEmbedding, embed_condition
+from .attention import CrossAttention, SelfAttention
+from .embedding import LabelEmbedding, NoiseLevelEmbedding, embed_condition, null_condition, text_conditioning
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -60,19 +60,26 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """x + attention(GN(x)) over the H*W positions, with a zero-initialised output projection."""
+    """x + attention(GN(x)) over the H*W positions, with a zero-initialised output projection; with a text
+    context, then x + cross_attention(LN(x), context) (LDM's spatial transformer, Rombach et al. 2022, sec. 3.3)."""
 
-    def __init__(self, channels: int, head_channels: int, groups: int):
+    def __init__(self, channels: int, head_channels: int, groups: int, context_features: Optional[int] = None):
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels)
         self.attn = SelfAttention(channels, channels // head_channels)
         _zero(self.attn.proj)
+        self.cross_norm = nn.LayerNorm(channels) if context_features else None
+        self.cross = CrossAttention(channels, context_features, channels // head_channels) if context_features else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         b, c, height, width = x.shape
         tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, height * width, c)  # (B, HW, C); a view if channels_last
         out = self.attn(tokens).view(b, height, width, c).permute(0, 3, 1, 2)  # (B, C, H, W)
-        return x + out  # in x's memory format
+        x = x + out  # in x's memory format
+        if self.cross is None or context is None:
+            return x
+        tokens = self.cross_norm(x.permute(0, 2, 3, 1).reshape(b, height * width, c))  # (B, HW, C)
+        return x + self.cross(tokens, *context).view(b, height, width, c).permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
 class Upsample(nn.Module):
@@ -87,21 +94,27 @@ class Upsample(nn.Module):
 
 
 class Stage(nn.ModuleList):
-    """Layers applied in turn; residual blocks also get the embedding (ADM's TimestepEmbedSequential)."""
+    """Layers applied in turn; residual blocks also get the embedding (ADM's TimestepEmbedSequential), attention
+    blocks the text context."""
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, h: torch.Tensor, e: torch.Tensor,  # type: ignore[override]
+                context: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         for layer in self:
-            h = layer(h, e) if isinstance(layer, ResBlock) else layer(h)
+            if isinstance(layer, ResBlock):
+                h = layer(h, e)
+            else:
+                h = layer(h, context) if isinstance(layer, AttentionBlock) else layer(h)
         return h
 
 
 class UNet(nn.Module):
-    """ADM-style U-Net on images (B, C, H, W), conditioned on the noise level and optionally a class label."""
+    """ADM-style U-Net on images (B, C, H, W), conditioned on the noise level and optionally a class label or a
+    text prompt (token ids (B, T); `text` holds the text encoder's options, see plume.text)."""
 
     def __init__(self, in_channels: int = 3, out_channels: Optional[int] = None, channels: Sequence[int] = (64, 128, 128),
                  blocks_per_level: int = 2, attention_levels: Sequence[int] = (1,), head_channels: int = 32,
                  dropout: float = 0.0, norm_groups: int = 32, embed_features: int = 128, embed_width: Optional[int] = None,
-                 num_classes: Optional[int] = None, mid_attention: bool = True):
+                 num_classes: Optional[int] = None, mid_attention: bool = True, text: Optional[dict] = None):
         super().__init__()
         channels, attention_levels = [int(c) for c in channels], sorted({int(a) for a in attention_levels})
         out_channels = in_channels if out_channels is None else out_channels
@@ -116,13 +129,16 @@ class UNet(nn.Module):
         self.in_channels, self.levels = in_channels, len(channels)
         self.noise_embed = NoiseLevelEmbedding(embed_features, embed_width)
         self.label_embed = LabelEmbedding(num_classes, embed_width) if num_classes is not None else None
+        self.text = text_conditioning(text, num_classes, embed_width, "UNet")
+        self._options["text"] = None if self.text is None else self.text.encoder.options()
+        context = None if self.text is None else self.text.features
         self.inp = nn.Conv2d(in_channels, channels[0], 3, padding=1)
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, cout, embed_width, norm_groups, dropout)
 
         def attn(level: int, width: int) -> list[nn.Module]:
-            return [AttentionBlock(width, head_channels, norm_groups)] if level in attention_levels else []
+            return [AttentionBlock(width, head_channels, norm_groups, context)] if level in attention_levels else []
 
         self.down, skips, ch = nn.ModuleList(), [channels[0]], channels[0]
         for level, width in enumerate(channels):
@@ -133,7 +149,7 @@ class UNet(nn.Module):
             if level < self.levels - 1:
                 self.down.append(Stage([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
                 skips.append(ch)
-        middle = [AttentionBlock(ch, head_channels, norm_groups)] if mid_attention else []
+        middle = [AttentionBlock(ch, head_channels, norm_groups, context)] if mid_attention else []
         self.mid = Stage([res(ch, ch), *middle, res(ch, ch)])
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(channels))):
@@ -148,17 +164,22 @@ class UNet(nn.Module):
         """The constructor options that rebuild this backbone (saved in config.json)."""
         return dict(self._options)
 
+    def null_condition(self, batch: int, device: torch.device) -> torch.Tensor:
+        """The "no condition" input (B, ...): the null label or the empty prompt (classifier-free guidance)."""
+        return null_condition(self.label_embed, self.text, batch, device, "UNet")
+
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         self._check_input(x)
-        e = F.silu(embed_condition(self.noise_embed, self.label_embed, x, noise_level, cond, "UNet"))  # (B, E)
+        e, context = embed_condition(self.noise_embed, self.label_embed, x, noise_level, cond, "UNet", self.text)
+        e = F.silu(e)  # (B, E)
         h = self.inp(x)  # (B, C0, H, W)
         skips = [h]
         for stage in self.down:
-            h = stage(h, e)  # (B, C_l, H / 2^l, W / 2^l)
+            h = stage(h, e, context)  # (B, C_l, H / 2^l, W / 2^l)
             skips.append(h)
-        h = self.mid(h, e)  # (B, C_last, H', W')
+        h = self.mid(h, e, context)  # (B, C_last, H', W')
         for stage in self.up:
-            h = stage(torch.cat([h, skips.pop()], dim=1), e)  # (B, C_l, H / 2^l, W / 2^l)
+            h = stage(torch.cat([h, skips.pop()], dim=1), e, context)  # (B, C_l, H / 2^l, W / 2^l)
         return self.out(F.silu(self.out_norm(h)))  # (B, C_out, H, W)
 
     def _check_input(self, x: torch.Tensor) -> None:

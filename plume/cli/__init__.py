@@ -1,4 +1,4 @@
-"""The `plume` command: `plume train`, `plume sample` and `plume eval`.
+"""The `plume` command: `plume train`, `plume sample`, `plume eval` and `plume autoencoder train` (latent diffusion).
 
 Valid names come from the registries (plume.PROCESSES, plume.PREDICTIONS, plume.SAMPLERS, plume.GRIDS,
 plume.BACKBONES and their presets, plume.objective.WEIGHTINGS / TIME_SAMPLINGS, plume.data.TOY_SETS and
@@ -33,6 +33,7 @@ def main() -> None:
     """Plume: train and sample diffusion models."""
 
 
+from .autoencoder import autoencoder  # noqa: E402
 from .eval import evaluate  # noqa: E402
 from .sample import sample  # noqa: E402  (the commands register themselves on `main`)
 from .train import train  # noqa: E402
@@ -40,5 +41,6 @@ from .train import train  # noqa: E402
 main.add_command(train)
 main.add_command(sample)
 main.add_command(evaluate)
+main.add_command(autoencoder)
 
 __all__ = ["main", "train", "sample"]

@@ -1,5 +1,10 @@
 """`plume eval RUN_OR_SAMPLES`: FID, KID, precision/recall, Inception Score, the memorization audit and, with
---nll, bits/dim, each printed with the sample count, the feature network and the reference set."""
+--nll, bits/dim, each printed with the sample count, the feature network and the reference set.
+
+A class-conditional run is sampled with an equal number of samples per class, under classifier-free guidance
+(or autoguidance), and also gets class accuracy: how often a classifier trained on the labelled reference
+images, apart from the diffusion model, judges a sample to be the class it was asked for (with
+--guidance-sweep, accuracy and FID against the guidance scale)."""
 from __future__ import annotations
 
 import json
@@ -9,20 +14,25 @@ from typing import Any, Optional
 import click
 import numpy as np
 
-from ..data.images import load_images, tensor_to_images
+from ..data.images import holdout_split, load_images, tensor_to_images
 from ..data.sources import data_from_info
 from ..errors import PlumeError
 from ..evaluation.audit import memorization_audit
 from ..evaluation.bits_per_dim import gaussian_bits_per_dim, image_bits_per_dim, image_elbo_bits_per_dim
+from ..evaluation.class_accuracy import balanced_labels, class_accuracy, confusion_plot, guidance_plot
+from ..evaluation.classifier import ImageClassifier, train_classifier
 from ..evaluation.features import FEATURE_NETWORKS, FeatureNetwork, feature_network
 from ..evaluation.frechet import frechet_distance
+from ..evaluation.images import describe_classifier
 from ..evaluation.report import image_metrics, reference_features
 from ..train.plots import line_plot
 from ..samplers import SAMPLERS
 from ..train import find_checkpoint, load_denoiser, read_config
 from .options import parse_seeds
-from .sample import draw
+from .sample import draw, weaker_model
 from .train import _device, set_threads
+
+DEFAULT_GUIDANCE = 1.5  # for conditional runs: 99.8% of digits as asked at near-best FID (docs/conditional-digits.md)
 
 
 @click.command("eval")
@@ -45,6 +55,12 @@ from .train import _device, set_threads
 @click.option("--sweep", is_flag=True, help="Also FID at several samplers and NFE, plotted against NFE (a run only).")
 @click.option("--sweep-samplers", default="dpm++2m,dpm++3m,heun,euler", show_default=True)
 @click.option("--sweep-nfe", default="5,10,20,50", show_default=True, help="Model evaluations per sample.")
+@click.option("--guidance", type=click.FloatRange(min=0), help="A conditional run's guidance scale (default "
+              f"{DEFAULT_GUIDANCE:g}; 1: the conditional model alone, 0: unconditional).")
+@click.option("--guidance-sweep", help="Also class accuracy and FID at each of these guidance scales, e.g. "
+              "0,1,1.5,2,3,4, plotted against the scale (a conditional run).")
+@click.option("--autoguidance", "weak_run", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Guide with this weaker run of the same data (autoguidance) instead of classifier-free guidance.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds KID subsets, the classifier, dequantization.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report JSON (default: RUN/eval.json or SAMPLES-eval.json).")
 @click.option("--cache/--no-cache", default=True, show_default=True, help="Cache reference features on disk.")
@@ -52,19 +68,23 @@ from .train import _device, set_threads
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads.")
 def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weights: Optional[Path], n: int,
              seeds: Optional[str], sampler: str, steps: int, batch_size: int, nll: bool, nll_data: Optional[str],
-             nll_limit: int, probes: int, sweep: bool, sweep_samplers: str, sweep_nfe: str, seed: int,
-             out: Optional[Path], cache: bool, device: str, threads: Optional[int]) -> None:
+             nll_limit: int, probes: int, sweep: bool, sweep_samplers: str, sweep_nfe: str, guidance: Optional[float],
+             guidance_sweep: Optional[str], weak_run: Optional[Path], seed: int, out: Optional[Path], cache: bool,
+             device: str, threads: Optional[int]) -> None:
     """Evaluate a run (drawing samples from it) or a samples .npz (arr_0 uint8 NHWC) against reference images."""
     set_threads(threads, False)
     is_run = target.is_dir()
     if not is_run and target.suffix != ".npz":
         raise click.BadParameter(f"{target} is neither a run directory nor a .npz of samples", param_hint="RUN_OR_SAMPLES")
-    for flag, wanted in (("--nll", nll), ("--sweep", sweep)):
+    for flag, wanted in (("--nll", nll), ("--sweep", sweep), ("--guidance", guidance is not None),
+                         ("--guidance-sweep", guidance_sweep), ("--autoguidance", weak_run)):
         if wanted and not is_run:
             raise click.UsageError(f"{flag} needs a run (a model to draw from), not a samples file")
     plan = sweep_plan(sweep_samplers, sweep_nfe) if sweep else None
+    scales = number_list(guidance_sweep, float, "--guidance-sweep", 0, "numbers (e.g. 0,1,1.5,2,3,4)", "scale") \
+        if guidance_sweep else None
     config = read_config(target) if is_run else None
-    reference, labels, description, held_out = _reference(ref, config, target)
+    reference, labels, description, held_out, held_out_labels = _reference(ref, config, target)
     report: dict[str, Any] = {"target": str(target)}
     if is_run:
         denoiser = load_denoiser(target, ema=True, device=_device(device))
@@ -72,9 +92,18 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
         if len(shape) != 3:
             raise PlumeError(f"plume eval measures images; the run {target} holds data shaped {list(shape)}")
         seed_list = parse_seeds(seeds) if seeds else list(range(n))
-        samples = tensor_to_images(draw(denoiser, shape, seed_list, batch_size,
-                                        dict(sampler=sampler, steps=steps, grid=None)))  # (n, H, W, C)
+        classes = run_classes(config, target, guidance, scales, weak_run)
+        requested = balanced_labels(classes, len(seed_list)) if classes else None  # (n,) class k mod K
+        scale = (DEFAULT_GUIDANCE if guidance is None else guidance) if classes or weak_run else 1.0
+        weaker = weaker_model(weak_run, target, config, ema=True, device=_device(device)) if weak_run else None
+        options = dict(sampler=sampler, steps=steps, grid=None)
+        samples = tensor_to_images(draw(denoiser, shape, seed_list, batch_size, options, labels=requested,
+                                        guidance=scale, weaker=weaker))  # (n, H, W, C)
         report["sampling"] = {"sampler": sampler, "steps": steps, "seeds": f"{seed_list[0]}..{seed_list[-1]}"}
+        if classes or weak_run:
+            report["sampling"].update(guidance=scale, guidance_kind=f"autoguidance by {weak_run}" if weak_run else
+                                      "classifier-free", labels="balanced: sample k asks for class k mod "
+                                      f"{classes}" if classes else "none (unconditional)")
     else:
         samples = _read_samples(target)
     if samples.shape[1:] != reference.shape[1:]:
@@ -87,6 +116,16 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
     report.update(image_metrics(samples, real, network, description, cache_file, seed=seed, progress=True))
     out = out or (target / "eval.json" if is_run else target.with_name(target.stem + "-eval.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
+    if is_run and classes:
+        judge, report["judge"] = class_judge(network, reference, labels, held_out, held_out_labels, seed)
+        accuracy = class_accuracy(samples, requested, judge)
+        report["class_accuracy"] = {"guidance": scale, **accuracy.to_dict(), "plot": str(confusion_plot(
+            out.with_name(out.stem + "-confusion.png"), accuracy, title=f"{len(samples)} samples of {target.name}, "
+            f"guidance {scale:g}: class accuracy {accuracy.overall:.3f}", names=config["data"].get("class_names")))}
+        if scales:
+            report["guidance_sweep"] = sweep_guidance(
+                denoiser, shape, seed_list, batch_size, options, requested, scales, weaker, judge, network, real,
+                {scale: samples}, out.with_name(out.stem + "-guidance.png"))
     report["memorization"] = memorization_audit(samples, reference, out.with_name(out.stem + "-audit.png"))
     if nll:
         report["nll"] = _bits_per_dim(denoiser, nll_data or ref, held_out, reference, nll_limit, probes, seed)
@@ -105,14 +144,72 @@ def sweep_plan(samplers: str, nfe: str) -> tuple[list[str], list[int]]:
     if unknown or not names:
         raise click.BadParameter(f"{(unknown or [''])[0]!r} is not a fixed-step sampler (an adaptive solver's NFE "
                                  f"follows its tolerance); valid: {', '.join(fixed)}", param_hint="--sweep-samplers")
+    return names, number_list(nfe, int, "--sweep-nfe", 1, "whole numbers", "budget")
+
+
+def number_list(text: str, kind: type, option: str, least: float, what: str, item: str) -> list:
+    """The sorted distinct numbers of a comma-separated option value, each >= least, or a BadParameter naming it."""
     try:
-        budgets = sorted({int(v) for v in nfe.split(",") if v.strip()})
+        values = sorted({kind(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise click.BadParameter(f"{nfe!r} is not a comma-separated list of whole numbers",
-                                 param_hint="--sweep-nfe") from None
-    if not budgets or budgets[0] < 1:
-        raise click.BadParameter(f"{nfe!r}: give at least one budget, each >= 1", param_hint="--sweep-nfe")
-    return names, budgets
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of {what}", param_hint=option) from None
+    if not values or values[0] < least:
+        raise click.BadParameter(f"{text!r}: give at least one {item}, each >= {least:g}", param_hint=option)
+    return values
+
+
+def run_classes(config: dict[str, Any], target: Path, guidance: Optional[float], scales: Optional[list[float]],
+                weak_run: Optional[Path]) -> Optional[int]:
+    """The class count of a class-conditional run (None for an unconditional one, which --guidance needs
+    --autoguidance for, and which has no class accuracy to sweep)."""
+    classes = config.get("backbone", {}).get("options", {}).get("num_classes")
+    if classes is None and (scales or (guidance is not None and weak_run is None)):
+        flag = "--guidance-sweep" if scales else "--guidance"
+        raise PlumeError(f"{flag}: the run {target} was trained without class labels, so it has no classifier-free "
+                         f"guidance and no class accuracy; train it with --conditional (plume train --data ... "
+                         f"--conditional), or drop {flag}")
+    return classes
+
+
+def class_judge(network: FeatureNetwork, reference: np.ndarray, labels: Optional[np.ndarray],
+                held_out: Optional[np.ndarray], held_out_labels: Optional[np.ndarray],
+                seed: int) -> tuple[ImageClassifier, dict[str, Any]]:
+    """The classifier that judges class accuracy (trained on the labelled reference images, never on samples) and
+    its own accuracy on those images and, where the run held images out of training, on them."""
+    if labels is None:
+        raise PlumeError("class accuracy needs labelled reference images to train its judge, and these have no labels; "
+                         "drop --ref (use the run's own data) or give a folder with one subfolder per class")
+    judge = network.module if isinstance(network.module, ImageClassifier) else train_classifier(reference, labels, seed)
+    about: dict[str, Any] = {"classifier": describe_classifier(judge), "trained_on": f"{len(reference)} labelled "
+                             "reference images, separately from the diffusion model",
+                             "reference_accuracy": class_accuracy(reference, labels, judge).overall}
+    if held_out is not None and held_out_labels is not None and len(held_out):
+        about.update(held_out_accuracy=class_accuracy(held_out, held_out_labels, judge).overall,
+                     n_held_out=int(len(held_out)))
+    return judge, about
+
+
+def sweep_guidance(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, options: dict[str, Any],
+                   requested: list[int], scales: list[float], weaker: Any, judge: ImageClassifier,
+                   network: FeatureNetwork, real: np.ndarray, drawn: dict[float, np.ndarray],
+                   path: Path) -> dict[str, Any]:
+    """Class accuracy and FID of the same seeds and labels at each guidance scale (samples already `drawn` at a
+    scale are reused); a PNG of both against the scale. `real` holds the reference features (M, F)."""
+    points = []
+    for scale in scales:
+        pixels = drawn.get(scale)
+        if pixels is None:
+            pixels = tensor_to_images(draw(denoiser, shape, seeds, batch_size, options, labels=requested,
+                                           guidance=scale, weaker=weaker))  # (n, H, W, C)
+        accuracy = class_accuracy(pixels, requested, judge)
+        points.append({"guidance": scale, "accuracy": accuracy.overall,
+                       "per_class": {str(k): v for k, v in accuracy.per_class.items()},
+                       "fid": frechet_distance(network.features(pixels), real)})
+        click.echo(f"  guidance {scale:g}: class accuracy {accuracy.overall:.3f}, FID {points[-1]['fid']:.4g}")
+    guidance_plot(path, scales, [p["accuracy"] for p in points], [p["fid"] for p in points],
+                  title=f"{len(seeds)} samples ({options['sampler']}, {options['steps']} steps), balanced classes",
+                  fid_label=f"FID ({network.name.split(' (')[0]})")
+    return {"points": points, "plot": str(path)}
 
 
 def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, network: FeatureNetwork,
@@ -138,20 +235,22 @@ def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int
     return {"points": rows, "plot": str(path)}
 
 
-def _reference(ref: Optional[str], config: Optional[dict],
-               target: Path) -> tuple[np.ndarray, Optional[np.ndarray], dict, Optional[np.ndarray]]:
+def _reference(ref: Optional[str], config: Optional[dict], target: Path) -> tuple[
+        np.ndarray, Optional[np.ndarray], dict, Optional[np.ndarray], Optional[np.ndarray]]:
     """Reference pixels (M, H, W, C) uint8, labels (M,) or None, the description that keys the cache, and the
-    run's held-out images (K, H, W, C) when it has any (else None)."""
+    run's held-out images (K, H, W, C) and their labels (K,) when it has any (else None)."""
     if ref is not None:
         images = load_images(ref)
-        return images.pixels, images.labels, {"source": ref, **images.loader}, None
+        return images.pixels, images.labels, {"source": ref, **images.loader}, None, None
     if config is None:
         raise click.UsageError("--ref is required with a samples file (which data are the samples meant to match?)")
     data = data_from_info(config["data"], str(find_checkpoint(target) / "config.json"))
     if getattr(data, "images", None) is None:
         raise PlumeError(f"the run {target} was not trained on images; plume eval measures images")
+    held = holdout_split(len(data.images.pixels), data.holdout, int(data.images.loader.get("seed", 0)))[1]  # (K,)
+    held_labels = None if data.images.labels is None else data.images.labels[held]  # (K,), as data.held_out
     return data.train_pixels, data.train_labels, {"source": "the run's training data", **data.images.loader,
-                                                   "holdout": data.holdout}, data.held_out
+                                                   "holdout": data.holdout}, data.held_out, held_labels
 
 
 def _read_samples(path: Path) -> np.ndarray:
@@ -208,6 +307,19 @@ def summary(report: dict[str, Any], path: Path) -> str:
         if r["fraction_also_in_training_data"] > 0:
             lines.append(f"  note: {100 * r['fraction_also_in_training_data']:.0f}% of these images are in the training "
                          "data, so bits/dim on them flatters the model; pass held-out images with --nll-data")
+    if "class_accuracy" in report:
+        acc, judge = report["class_accuracy"], report["judge"]
+        judged = (f"{judge['held_out_accuracy']:.3f} on {judge['n_held_out']} held-out images" if "held_out_accuracy"
+                  in judge else f"{judge['reference_accuracy']:.3f} on its own training images; train the run with "
+                  "--holdout to measure it on unseen ones")
+        lines.append(f"  class accuracy {acc['overall']:.3f} at guidance {acc['guidance']:g} ({acc['n']} samples, "
+                     f"balanced; judge: {judged})")
+        lines.append("    per class " + "  ".join(f"{k}: {v:.2f}" for k, v in acc["per_class"].items() if v is not None)
+                     + f"; confusion matrix -> {acc['plot']}")
+    if "guidance_sweep" in report:
+        lines.append("  guidance sweep: " + ", ".join(f"s={p['guidance']:g} accuracy {p['accuracy']:.3f} FID "
+                                                      f"{p['fid']:.3g}" for p in report["guidance_sweep"]["points"])
+                     + f"; plot -> {report['guidance_sweep']['plot']}")
     if "sweep" in report:
         best = min(report["sweep"]["points"], key=lambda p: p["fid"])
         lines.append(f"  sweep: best FID {best['fid']:.4g} with {best['sampler']} at {best['nfe']} NFE; plot -> "

@@ -10,7 +10,8 @@ photos   4096 random 32 x 32 crops of five colour photographs that ship inside s
 shapes   procedurally drawn scenes of one to three coloured shapes with generated captions (plume.data.shapes), default
          8192 of 32 x 32 RGB; scenes holding a held-out object description (rule "pairs") are left out, so prompts
          naming one (plume.data.shapes.heldout_prompts) test composition; ImageSet.captions holds the captions
-<folder> PNG/JPEG/BMP/WebP/GIF files found recursively; labels from class subfolders (torchvision's ImageFolder)
+<folder> PNG/JPEG/BMP/WebP/GIF files found recursively; labels from class subfolders (torchvision's ImageFolder),
+         or, with a captions.csv / captions.jsonl beside them, captions (plume.data.captions) for text conditioning
 <x.npz>  `arr_0` (or `images`) uint8 NHWC, the guided-diffusion sample format (Dhariwal & Nichol 2021); `labels`
 hf:<dir> a Hugging Face dataset written with save_to_disk (needs `pip install 'plume[hf]'`)
 The data is a function of load_images' arguments; ImageSet.loader records them so a run can rebuild it.
@@ -29,6 +30,7 @@ from PIL import Image
 from ..errors import PlumeError, unknown_name
 from .image_files import IMAGE_EXTENSIONS, ON_ERROR, fit_square, folder_items, hf_items, read_items, read_npz, \
     set_channels
+from .captions import CAPTION_FILES, load_captioned_folder
 from .image_grid import add_title, image_grid
 
 IMAGE_SETS: dict[str, str] = {
@@ -151,6 +153,8 @@ def _read_files(source: str, image_size: Optional[int], channels: Optional[str],
         resolved = f"hf:{path}"
     else:
         path = Path(source).expanduser().resolve()
+        if any((path / f).is_file() for f in CAPTION_FILES):
+            return _captioned_folder(path, image_size, channels, limit, seed), str(path)
         (items, class_names), name, resolved = folder_items(path), path.name, str(path)
     items = [items[i] for i in _subset(len(items), limit, seed)]
     read = read_items(items, str(path), image_size, channels, on_error, progress)
@@ -174,6 +178,15 @@ def _embedded_or_npz(source: str, image_size: Optional[int], limit: Optional[int
     images.pixels = images.pixels[keep]  # (N', H, W, C)
     images.labels = None if images.labels is None else images.labels[keep]  # (N',)
     return images, source
+
+
+def _captioned_folder(path: Path, image_size: Optional[int], channels: Optional[str], limit: Optional[int],
+                      seed: int) -> ImageSet:
+    """A folder with a captions file (plume.data.captions): its images with their captions, no class labels."""
+    read = load_captioned_folder(path, image_size=image_size)
+    keep = _subset(len(read.images), limit, seed)
+    pixels = read.images[keep] if channels in (None, "rgb") else set_channels(read.images[keep], channels)
+    return ImageSet(pixels, None, None, path.name, captions=[read.captions[i] for i in keep])
 
 
 def _shapes(size: int, count: int, seed: int) -> ImageSet:
@@ -258,14 +271,24 @@ class ImageData:
 
     @property
     def labels(self) -> Optional[torch.Tensor]:
-        """int64 class labels (N,), or None."""
+        """int64 class labels (N,), token ids (N, T) after tokenize(), or None."""
         return self._labels
+
+    def tokenize(self, tokenizer: Any) -> None:
+        """Make `labels` the token ids (N, T) of the training captions (tokenizer.encode), for a text-conditioned
+        model; refuses images without captions."""
+        if self.train_captions is None:
+            raise PlumeError(f"{self.images.name or 'these images'} have no captions to condition on; give a folder "
+                             "with a captions file (captions.csv / captions.jsonl) or the 'shapes' set")
+        self._labels = tokenizer.encode(self.train_captions)  # (N, T)
 
     @property
     def num_classes(self) -> Optional[int]:
         if self.images.class_names:
             return len(self.images.class_names)
-        return None if self._labels is None else int(self._labels.max()) + 1
+        if self._labels is None or self._labels.ndim != 1:  # token ids are not classes
+            return None
+        return int(self._labels.max()) + 1
 
     def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Examples at index (B,) as float32 (B, C, H, W); with flip, each mirrored with probability 1/2."""

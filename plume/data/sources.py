@@ -43,6 +43,9 @@ def data_from_info(info: dict[str, Any], source: str = "config.json") -> Trainin
                           info={k: info[k] for k in ("kind", "name", "n", "seed") if k in info})
     if kind == "images":
         return image_data_from_info(info)
+    if kind == "super_resolution":
+        from .super_resolution import super_resolution_data_from_info
+        return super_resolution_data_from_info(info, source)
     raise PlumeError(f"{source}: the run was trained on data {info.get('name')!r}, which Plume cannot load by itself "
                      f"(toy sets: {', '.join(TOY_SETS)}; image sets: {', '.join(IMAGE_SETS)}, folders, .npz, hf:PATH); "
                      "pass the data from Python with plume.train.train(..., resume=True)")

@@ -48,7 +48,8 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
                      label_dropout: float = 0.0) -> MicroBatch:
     """Examples [start, stop) (default: all) of micro-batch `micro` of step `step`; on the CPU.
 
-    With labels and label_dropout p > 0, each label becomes "no label" (index num_classes) with probability p,
+    With labels and label_dropout p > 0, each label becomes "no label" (index num_classes; for token ids the
+    empty prompt) with probability p,
     drawn last in its block: the unconditional model that classifier-free guidance needs (Ho & Salimans 2022).
     """
     stop = batch_size if stop is None else stop
@@ -66,10 +67,10 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
         keep = slice(lo - full.start, hi - full.start)  # this range's part of the block
         xs.append(x[keep]), ts.append(t[keep]), noises.append(noise[keep])
         if labelled:
-            c = data.labels[index[full]]  # (b_block,)
+            c = data.labels[index[full]]  # (b_block,) labels or (b_block, T) token ids
             if label_dropout > 0:
-                c = torch.where(torch.rand(len(c), generator=gb) < label_dropout,
-                                null_condition(denoiser, len(c), c.device), c)
+                drop = torch.rand(len(c), generator=gb) < label_dropout  # (b_block,)
+                c = torch.where(drop.view(-1, *[1] * (c.ndim - 1)), null_condition(denoiser, len(c), c.device), c)
             labels.append(c[keep])
     return MicroBatch(torch.cat(xs), torch.cat(ts), torch.cat(noises), torch.cat(labels) if labelled else None,
                       dropout_seed)

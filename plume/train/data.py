@@ -35,6 +35,19 @@ class TrainingData(Protocol):
         """A picture (H, W, 3) uint8 of samples x shaped (B, *shape)."""
 
 
+@runtime_checkable
+class ConditionedData(Protocol):
+    """Training data that makes each example's conditioning input from the example itself (e.g. a low-resolution
+    copy for super-resolution, plume.data.super_resolution): the trainer passes it to the backbone as cond."""
+
+    def condition(self, x0: torch.Tensor, generator: torch.Generator, start: int, batch_size: int) -> torch.Tensor:
+        """cond (b, ...) of examples x0 (b, ...), rows [start, start + b) of a micro-batch of batch_size; randomness
+        is drawn from `generator` for all batch_size rows, so a rank's rows do not depend on how the batch is split."""
+
+    def preview_condition(self, n: int, seed: int) -> torch.Tensor:
+        """cond (n, ...) for the trainer's n preview samples, a function of `seed`."""
+
+
 class TensorData:
     """In-memory examples (N, ...) with optional labels (N,): batches are plain indexing."""
 
@@ -67,7 +80,8 @@ def as_training_data(data: Any, labels: Any = None, info: Optional[dict[str, Any
 
 
 def check_data(data: Any, cond: Any = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Validate training data (N, ...) and optional labels (N,); returns float32 data and int64 labels."""
+    """Validate training data (N, ...) and optional labels (N,) or token ids (N, T); returns float32 data and int64
+    labels."""
     try:
         data = torch.as_tensor(data)
     except (TypeError, ValueError, RuntimeError) as e:
@@ -87,8 +101,8 @@ def check_data(data: Any, cond: Any = None) -> tuple[torch.Tensor, Optional[torc
                          "remove or impute them before training")
     if cond is not None:
         cond = torch.as_tensor(cond)
-        if cond.shape != (data.shape[0],) or cond.is_floating_point():
-            raise PlumeError(f"labels must be integers shaped ({data.shape[0]},) like the data's rows, "
-                             f"got {cond.dtype} {tuple(cond.shape)}")
+        if cond.ndim not in (1, 2) or cond.shape[0] != data.shape[0] or cond.is_floating_point():
+            raise PlumeError(f"labels must be integers shaped ({data.shape[0]},) like the data's rows (or token ids "
+                             f"({data.shape[0]}, T) for a text-conditioned model), got {cond.dtype} {tuple(cond.shape)}")
         cond = cond.long()
     return data.float(), cond

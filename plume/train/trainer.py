@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..backbones import is_conditional
 from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..sampling import sample
 from .checkpoint import CHECKPOINT, build_denoiser, check_state, denoiser_config, find_checkpoint, load_checkpoint, load_weights, save_checkpoint
-from .batches import draw_micro_batch
-from .data import TrainingData, as_training_data
+from .batches import draw_micro_batch, step_generator
+from .data import ConditionedData, TrainingData, as_training_data
 from .distributed import SINGLE, Distributed, from_environment, rank_device
 from .sharding import full_state, full_tensor, optimizer_state_like, shard_backbone, sharded_like
 from .ema import EMA
@@ -48,6 +49,7 @@ from .signals import StopOnSignal
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
+CONDITION_STREAM = 2**32 - 1  # step_generator key of ConditionedData's randomness (no RNG block index reaches it)
 MAX_SKIPPED_IN_A_ROW = 10  # more non-finite steps in a row than this stop the run: it has diverged
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PARALLEL = ("ddp", "fsdp")  # auto: bf16 autocast on a CUDA device that supports it, else fp32
@@ -176,14 +178,14 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
                loss_module: Optional[torch.nn.Module] = None) -> StepResult:
     """One optimizer step over `accumulate` micro-batches of the global batch, this rank's share of each.
 
-    `loss_module` is DenoisingLoss(denoiser), DDP-wrapped when several ranks train. Class labels go to the
-    backbone when it was built with num_classes and the data has labels. A non-finite loss or gradient norm (on
+    `loss_module` is DenoisingLoss(denoiser), DDP-wrapped when several ranks train. Class labels (or token ids)
+    go to the backbone when it was built with num_classes (or text) and the data has labels. A non-finite loss or gradient norm (on
     any rank) skips the update: gradients are dropped and StepResult.skipped is set.
     """
     loss_module = loss_module or DenoisingLoss(denoiser)
     device = next(denoiser.parameters()).device
     dtype = autocast_dtype(config.precision, device)
-    labelled = data.labels is not None and denoiser.backbone.options().get("num_classes") is not None
+    labelled = data.labels is not None and is_conditional(denoiser.backbone)
     start, stop = place.slice(config.batch_size)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(config, step)
@@ -195,6 +197,9 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
         if config.channels_last and x0.ndim == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)  # (b, C, H, W) stored as NHWC
         c = batch.labels.to(device) if batch.labels is not None else None
+        if isinstance(data, ConditionedData):  # cond made from the examples themselves (e.g. low-resolution copies)
+            c = data.condition(batch.x0, step_generator(config.seed, step, micro, CONDITION_STREAM), start,
+                               config.batch_size).to(device)
         last = micro == config.accumulate - 1
         with gradient_sync(loss_module, last or not place.active), torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
             torch.manual_seed((batch.dropout_seed + place.rank) % 2**63)  # dropout's randomness, per micro-batch
@@ -238,7 +243,7 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
     """Train `denoiser` on `data` into run directory `out`, from scratch or resuming its checkpoint.
 
     `data` is a TrainingData object (e.g. plume.data.ImageData) or a tensor/array (N, ...) with optional labels
-    `cond` (N,) and a description `data_info` (e.g. {"name": "moons", "n": 50000, "seed": 0}) for config.json.
+    `cond` (N,) (class labels, or token ids (N, T) for a text-conditioned backbone) and a description `data_info` (e.g. {"name": "moons", "n": 50000, "seed": 0}) for config.json.
     `out` gets checkpoint/ (see plume.train.checkpoint), loss.csv, samples.png, and with config.preview_every
     previews/step-*.png; with config.tensorboard, tensorboard/ event files. Ctrl-C or SIGTERM stops between two
     steps, saves the checkpoint and raises TrainingInterrupted (a KeyboardInterrupt).
@@ -391,7 +396,10 @@ def preview(denoiser: Denoiser, ema: EMA, data: TrainingData, config: TrainConfi
     model = copy.deepcopy(denoiser).eval()
     ema.copy_to(model.backbone)
     device = next(model.parameters()).device
-    x = sample(model, model.process, (config.sample_count, *data.shape), sampler=config.sampler,
+    cond = data.preview_condition(config.sample_count, config.seed).to(device) \
+        if isinstance(data, ConditionedData) else None
+    fn = model if cond is None else (lambda x_t, t: model(x_t, t, cond))
+    x = sample(fn, model.process, (config.sample_count, *data.shape), sampler=config.sampler,
                steps=config.sample_steps, prediction="x0", seed=config.seed, device=device, progress=False)
     return data.render(x.cpu(), title=f"step {step}: EMA samples ({config.sampler}, {config.sample_steps} steps)")
 

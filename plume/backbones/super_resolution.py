@@ -1,0 +1,136 @@
+"""Super-resolution as a conditional backbone: any registered image backbone, given the noisy high-resolution image
+and the low-resolution image it should agree with (SR3, Saharia et al. 2022, sec. 2.3; Cascaded Diffusion Models,
+Ho et al. 2021, sec. 3 and 4.1).
+
+SuperResolution(low_size=(h, w), high_size=(H, W), in_channels=C, inner="unet", inner_preset=..., inner_options=...)
+has forward(x, noise_level, cond) with x (B, C, H, W) and cond the low-resolution image (B, C, h, w) in [-1, 1]:
+the conditioning is upsampled to H x W (bicubic by default, align_corners=False; PyTorch's a = -0.75 kernel) and
+concatenated to x on channels (SR3's "concatenation"), together with one constant channel holding the
+conditioning-augmentation level s of each row (a channel rather than a second embedding, so any inner backbone
+serves unchanged); the inner backbone sees 2C + 1 channels and predicts C.
+
+Conditioning augmentation (Ho et al. 2021, sec. 4.1, non-truncated Gaussian augmentation): the cascade's second
+stage is trained on z = low + s * eps at the low resolution, eps ~ N(0, I), s ~ U[0, augment_max] per example,
+and told s; at sampling a fixed s is chosen, so the model can treat the base model's artefacts as noise it was
+trained to see through. `augment_condition` packs (z, s) into cond as (B, C + 1, h, w): the last channel holds s.
+A plain image (B, C, h, w) as cond means s = 0 (the conditioning taken as exact).
+
+Low-resolution training inputs are area (box-filter) downsamplings of the high-resolution images (`downsample`),
+which for integer factors is the antialiased average of each block of pixels.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import PlumeError
+
+UPSAMPLING = ("bicubic", "bilinear")
+AUGMENT_MAX = 0.5  # training: s ~ U[0, AUGMENT_MAX] for images in [-1, 1] (bench/cascade.py)
+SAMPLE_AUGMENT = 0.1  # sampling: the fixed level the cascade conditions on (bench/cascade.py measures the choice)
+
+
+def size_pair(value: Union[int, Sequence[int]], name: str) -> list[int]:
+    """[h, w] from an int or a pair of positive ints."""
+    size = [int(value)] * 2 if isinstance(value, (int, float)) else [int(v) for v in value]
+    if len(size) != 2 or min(size) < 1:
+        raise PlumeError(f"{name} must be a positive int or a pair [h, w], got {value!r}")
+    return size
+
+
+def downsample(x: torch.Tensor, size: Union[int, Sequence[int]]) -> torch.Tensor:
+    """Area (box-filter) downsampling of images (B, C, H, W) to (B, C, h, w): each low pixel averages its block."""
+    h, w = size_pair(size, "size")
+    if x.ndim != 4 or h > x.shape[2] or w > x.shape[3]:
+        raise PlumeError(f"downsample takes images (B, C, H, W) at least {h}x{w}, got shape {tuple(x.shape)}")
+    return F.interpolate(x, size=(h, w), mode="area")  # (B, C, h, w)
+
+
+def augment_condition(low: torch.Tensor, level: "float | torch.Tensor", noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """cond (B, C + 1, h, w) = [low + level * noise, level]: Gaussian conditioning augmentation (Ho et al. 2021,
+    sec. 4.1) at a per-row level (B,) or one level for all rows; level 0 leaves `low` unchanged (noise may be None)."""
+    b = low.shape[0]
+    level = torch.as_tensor(level, dtype=low.dtype, device=low.device).reshape(-1).expand(b)  # (B,)
+    z = low if noise is None else low + level[:, None, None, None] * noise  # (B, C, h, w)
+    return torch.cat([z, level[:, None, None, None].expand(b, 1, *low.shape[2:])], dim=1)  # (B, C + 1, h, w)
+
+
+def random_augmentation(low: torch.Tensor, augment_max: float, generator: torch.Generator) -> torch.Tensor:
+    """Training's cond (B, C + 1, h, w): low (B, C, h, w) noised at s ~ U[0, augment_max] per row, both drawn from
+    `generator` (levels first, then noise), so the result is a function of the generator's seed."""
+    levels = torch.rand(low.shape[0], generator=generator, dtype=low.dtype) * augment_max  # (B,)
+    noise = torch.randn(low.shape, generator=generator, dtype=low.dtype)  # (B, C, h, w)
+    return augment_condition(low, levels.to(low.device), noise.to(low.device))
+
+
+class SuperResolution(nn.Module):
+    """An image backbone `inner` conditioned on a low-resolution image: forward(x, noise_level, cond) -> (B, C, H, W)."""
+
+    def __init__(self, low_size: Union[int, Sequence[int]], high_size: Union[int, Sequence[int]], in_channels: int = 3,
+                 inner: str = "unet", inner_preset: Optional[str] = None, inner_options: Optional[dict[str, Any]] = None,
+                 upsample: str = "bicubic"):
+        super().__init__()
+        from . import BACKBONES, backbone  # the registry imports this module
+
+        if upsample not in UPSAMPLING:
+            raise PlumeError(f"unknown upsample mode {upsample!r}; valid: {', '.join(UPSAMPLING)}")
+        if inner == "super_resolution":
+            raise PlumeError("the inner backbone of SuperResolution must be an image backbone (unet, dit), not "
+                             "super_resolution itself")
+        inner_options = dict(inner_options or {})
+        fixed = sorted({"in_channels", "out_channels", "num_classes"} & set(inner_options))
+        if fixed:
+            raise PlumeError(f"inner_options may not set {', '.join(fixed)}: SuperResolution gives its inner backbone "
+                             f"in_channels = 2 * in_channels + 1, out_channels = in_channels and no class labels; set "
+                             f"SuperResolution's own in_channels instead")
+        self.low_size, self.high_size = size_pair(low_size, "low_size"), size_pair(high_size, "high_size")
+        self.in_channels, self.upsample = int(in_channels), upsample
+        if self.in_channels < 1 or self.low_size[0] >= self.high_size[0] or self.low_size[1] >= self.high_size[1]:
+            raise PlumeError(f"SuperResolution needs in_channels >= 1 and low_size smaller than high_size on both sides; "
+                             f"got in_channels={in_channels}, low_size={self.low_size}, high_size={self.high_size}")
+        if inner in BACKBONES and "image_size" in inspect.signature(BACKBONES[inner].__init__).parameters:
+            inner_options.setdefault("image_size", list(self.high_size))  # e.g. DiT's patch grid
+        self.inner_name = inner
+        self.inner = backbone(inner, inner_preset, in_channels=2 * self.in_channels + 1,
+                              out_channels=self.in_channels, **inner_options)
+
+    def options(self) -> dict[str, Any]:
+        """The constructor options that rebuild this backbone (saved in config.json); the preset is expanded."""
+        inner = {k: v for k, v in self.inner.options().items() if k not in ("in_channels", "out_channels", "num_classes")}
+        return {"low_size": list(self.low_size), "high_size": list(self.high_size), "in_channels": self.in_channels,
+                "inner": self.inner_name,
+                "inner_preset": None, "inner_options": inner, "upsample": self.upsample}
+
+    def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        low, level = self.split_condition(x, cond)  # (B, C, h, w), (B,)
+        up = F.interpolate(low.to(x.dtype), size=x.shape[2:], mode=self.upsample, align_corners=False)  # (B, C, H, W)
+        s = level.to(x.dtype)[:, None, None, None].expand(x.shape[0], 1, *x.shape[2:])  # (B, 1, H, W)
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+            else torch.contiguous_format
+        h = torch.cat([x, up, s], dim=1).contiguous(memory_format=layout)  # (B, 2C + 1, H, W), in x's memory format
+        return self.inner(h, noise_level)  # (B, C, H, W)
+
+    def split_condition(self, x: torch.Tensor, cond: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(low (B, C, h, w), level (B,)) from cond (B, C, h, w) (level 0) or (B, C + 1, h, w); checks every shape."""
+        c, (h, w), (hh, ww) = self.in_channels, self.low_size, self.high_size
+        if x.ndim != 4 or x.shape[1] != c or list(x.shape[2:]) != [hh, ww]:
+            raise PlumeError(f"this SuperResolution backbone makes {hh}x{ww} images from {h}x{w} ones: it takes x "
+                             f"shaped (B, {c}, {hh}, {ww}), got {tuple(x.shape)}")
+        if cond is None:
+            raise PlumeError(f"the SuperResolution backbone needs the low-resolution image as cond, shaped "
+                             f"(B, {c}, {h}, {w}); draw with plume.cascade.sample_cascade, or pass cond")
+        b = x.shape[0]
+        if not torch.is_tensor(cond) or not cond.is_floating_point() or cond.ndim != 4 or cond.shape[0] != b \
+                or cond.shape[1] not in (c, c + 1) or list(cond.shape[2:]) != [h, w]:
+            got = f"{cond.dtype} {tuple(cond.shape)}" if torch.is_tensor(cond) else type(cond).__name__
+            raise PlumeError(f"cond must be the low-resolution images as floats ({b}, {c}, {h}, {w}), or with the "
+                             f"augmentation level as one more channel ({b}, {c + 1}, {h}, {w}) (augment_condition); "
+                             f"got {got}: this model upsamples {h}x{w} images of {c} channels, so give the conditioning at that "
+                             f"size (plume.backbones.super_resolution.downsample) or use a model trained for yours")
+        if cond.shape[1] == c:
+            return cond, torch.zeros(b, dtype=cond.dtype, device=cond.device)
+        return cond[:, :c], cond[:, c, 0, 0]  # (B, C, h, w), (B,)

@@ -1,0 +1,185 @@
+"""Latent diffusion (plume.latent): the KL autoencoder's shapes and KL term, the latent scale, training that
+reconstructs, bit-exact save/load, the command line end to end, and the messages for bad input."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.distributions import Normal, kl_divergence
+
+from plume.cli import main
+from plume.data import load_image_data
+from plume.errors import PlumeError
+from plume.latent import (AutoencoderConfig, DiagonalGaussian, KLAutoencoder, LatentData, encode_images, latent_scale,
+                          load_autoencoder, reconstruct, reconstruction_error, train_autoencoder)
+from plume.train import read_config
+
+SMALL = {"width": 8, "norm_groups": 4}  # a CPU-test-sized autoencoder
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    before = torch.get_num_threads()  # the commands set torch's thread count
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def shapes16():
+    return load_image_data("shapes", limit=32, image_size=16, progress=False)  # (32, 3, 16, 16)
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4, 8])
+def test_encode_decode_shapes(factor):
+    torch.manual_seed(0)
+    model = KLAutoencoder(latent_channels=3, factor=factor, **SMALL)
+    x = torch.randn(2, 3, 16, 16)
+    posterior = model.encode(x)
+    assert posterior.mean.shape == posterior.logvar.shape == (2, 3, 16 // factor, 16 // factor)
+    assert model.latent_shape((3, 16, 16)) == (3, 16 // factor, 16 // factor)
+    assert model.decode(posterior.sample()).shape == (2, 3, 16, 16)
+    assert model(x)[0].shape == x.shape
+
+
+def test_kl_is_the_closed_form_against_a_standard_normal():
+    g = torch.Generator().manual_seed(0)
+    mean, logvar = torch.randn(5, 4, 3, 3, generator=g), torch.randn(5, 4, 3, 3, generator=g)
+    posterior = DiagonalGaussian(mean, logvar)
+    reference = kl_divergence(Normal(mean, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).flatten(1).sum(1)  # (5,)
+    torch.testing.assert_close(posterior.kl(), reference)
+    assert torch.all(DiagonalGaussian(torch.zeros(2, 4, 3, 3), torch.zeros(2, 4, 3, 3)).kl() == 0)
+    draws = DiagonalGaussian(torch.full((20000, 1), 0.5), torch.full((20000, 1), np.log(0.09))).sample(g)
+    assert abs(float(draws.mean()) - 0.5) < 0.01 and abs(float(draws.std()) - 0.3) < 0.01  # reparameterization
+
+
+def test_scale_factor_makes_the_latents_unit_std(shapes16):
+    torch.manual_seed(0)
+    model = KLAutoencoder(**SMALL).eval()
+    stats = latent_scale(model, shapes16.data, batch_size=10)  # batches of 10 give the statistics of all 32
+    with torch.no_grad():
+        means = model.encode(shapes16.data).mean  # (32, 4, 4, 4)
+    assert stats["scale_factor"] == pytest.approx(1 / float(means.double().std(unbiased=False)), rel=1e-6)
+    model.scale_factor = stats["scale_factor"]
+    with torch.no_grad():
+        assert float(model.to_latent(shapes16.data).double().std(unbiased=False)) == pytest.approx(1.0, abs=1e-5)
+        torch.testing.assert_close(model.from_latent(model.to_latent(shapes16.data[:2])),
+                                   model.decode(means[:2]), rtol=1e-5, atol=1e-5)
+
+
+def test_trained_autoencoder_reconstructs_what_an_untrained_one_cannot(shapes16, tmp_path):
+    torch.manual_seed(0)
+    model = KLAutoencoder(**SMALL)
+    pixels = shapes16.train_pixels  # (32, 16, 16, 3) uint8
+    before = reconstruction_error(pixels, reconstruct(model.eval(), pixels))["mse"]
+    black = reconstruction_error(pixels, np.zeros_like(pixels))["mse"]  # ~0.06: the shapes cover little of each image
+    result = train_autoencoder(model, shapes16, tmp_path / "ae", AutoencoderConfig(steps=200, batch_size=16, lr=3e-3,
+                                                                                   warmup_steps=10), progress=False)
+    after = result.reconstruction["mse"]
+    assert result.reconstruction["images"] == "training" and result.step == 200
+    # Bound: an MSE of 0.012 (PSNR 19 dB) on the [0, 1] scale; 200 steps reach ~0.004. Blank images miss it fivefold.
+    assert after < 0.012 < black / 4 and before > 0.1, (before, after, black)
+    assert (tmp_path / "ae" / "reconstructions.png").stat().st_size > 1000
+
+
+def test_save_load_round_trip_is_bit_exact(shapes16, tmp_path):
+    torch.manual_seed(1)
+    model = KLAutoencoder(factor=2, latent_channels=2, **SMALL)
+    train_autoencoder(model, shapes16, tmp_path / "ae", AutoencoderConfig(steps=3, batch_size=4), progress=False)
+    loaded = load_autoencoder(tmp_path / "ae")
+    assert loaded.options() == model.options() and loaded.scale_factor == model.scale_factor != 1.0
+    own, back = model.state_dict(), loaded.state_dict()
+    assert own.keys() == back.keys() and all(torch.equal(own[k], back[k]) for k in own)
+    with torch.no_grad():
+        assert torch.equal(model.eval().to_latent(shapes16.data), loaded.to_latent(shapes16.data))
+    config = json.loads((tmp_path / "ae" / "checkpoint" / "config.json").read_text())
+    assert config["kind"] == "autoencoder" and config["scale_factor"] == model.scale_factor
+    assert sorted(p.name for p in (tmp_path / "ae" / "checkpoint").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_latent_data_is_unit_variance_and_decodes(shapes16, tmp_path):
+    torch.manual_seed(0)
+    train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "ae", AutoencoderConfig(steps=2, batch_size=4),
+                      progress=False)
+    data = encode_images(shapes16, tmp_path / "ae")
+    assert isinstance(data, LatentData) and data.shape == (4, 4, 4) and len(data) == 32
+    assert float(data.data.double().std(unbiased=False)) == pytest.approx(1.0, abs=1e-5)  # the scale's own images
+    assert data.decode(data.data[:3]).shape == (3, 3, 16, 16) and data.render(data.data[:4]).ndim == 3
+    assert data.train_captions == shapes16.train_captions and data.info()["autoencoder"]["path"] == str(tmp_path / "ae")
+
+
+def test_command_line_end_to_end(tmp_path):
+    images = ["--data", "shapes", "--limit", "48", "--image-size", "16", "--quiet", "--threads", "1"]
+    result = run("autoencoder", "train", *images, "--out", tmp_path / "ae", "--steps", "4", "--width", "8",
+                 "--holdout", "0.25")
+    assert result.exit_code == 0, result.output
+    assert "latents (4, 4, 4)" in result.output and "12 held out images" in result.output
+    tiny = ["--backbone-option", "channels=[16,16]", "--backbone-option", "norm_groups=4",
+            "--backbone-option", "head_channels=16", "--batch-size", "8", "--sample-count", "4"]
+    result = run("train", *images, "--latent", tmp_path / "ae", "--out", tmp_path / "run", "--steps", "3", *tiny)
+    assert result.exit_code == 0, result.output
+    data = read_config(tmp_path / "run")["data"]
+    ae = json.loads((tmp_path / "ae" / "checkpoint" / "config.json").read_text())
+    assert data["kind"] == "latent" and data["shape"] == [4, 4, 4] and data["size"] == 48
+    assert data["autoencoder"]["path"] == str((tmp_path / "ae").resolve())
+    assert data["autoencoder"]["scale_factor"] == ae["scale_factor"]
+    assert read_config(tmp_path / "run")["denoiser"]["sigma_data"] == 1.0
+    assert (tmp_path / "run" / "samples.png").is_file()  # the trainer's preview, decoded
+
+    result = run("sample", tmp_path / "run", "--n", "5", "--steps", "2", "--trajectory", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    pixels = np.load(tmp_path / "run" / "samples-dpm++2m-2.npz")["arr_0"]
+    assert pixels.shape == (5, 16, 16, 3) and pixels.dtype == np.uint8
+    assert (tmp_path / "run" / "samples-dpm++2m-2-trajectory.png").is_file()
+
+    result = run("train", "--out", tmp_path / "run", "--resume", "--steps", "4", "--quiet", "--threads", "1")
+    assert result.exit_code == 0 and "step 4" in result.output, result.output
+
+    # A retrained autoencoder in the same folder no longer matches the run's latents: refused, not decoded wrongly.
+    shutil.rmtree(tmp_path / "ae")
+    assert run("autoencoder", "train", *images, "--out", tmp_path / "ae", "--steps", "1", "--width", "8",
+               "--seed", "5").exit_code == 0
+    result = run("sample", tmp_path / "run", "--n", "2", "--steps", "2")
+    assert result.exit_code == 1 and "changed after this run was trained" in result.output, result.output
+
+
+def test_bad_input_messages(tmp_path, shapes16):
+    model = KLAutoencoder(**SMALL)
+    with pytest.raises(PlumeError, match=r"multiples of its downsampling factor f=4; got 3x30x30"):
+        model.encode(torch.zeros(1, 3, 30, 30))
+    with pytest.raises(PlumeError, match=r"in_channels=1"):
+        model.encode(torch.zeros(1, 1, 16, 16))
+    with pytest.raises(PlumeError, match=r"decodes latents \(B, 4, h, w\)"):
+        model.decode(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(PlumeError, match="power of 2"):
+        KLAutoencoder(factor=3)
+    with pytest.raises(PlumeError, match="norm_groups"):
+        KLAutoencoder(width=12, norm_groups=8)
+    with pytest.raises(PlumeError, match="beta must be >= 0"):
+        AutoencoderConfig(beta=-1.0)
+
+    missing = tmp_path / "no-autoencoder"
+    result = run("train", "--data", "shapes", "--limit", "8", "--latent", missing, "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: autoencoder folder {missing} does not exist; train one with "
+                                     f"`plume autoencoder train --data DATA --out {missing}`")
+    torch.manual_seed(0)
+    train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "ae", AutoencoderConfig(steps=1, batch_size=2),
+                      progress=False)
+    result = run("train", "--data", "digits", "--limit", "8", "--latent", tmp_path / "ae", "--out", tmp_path / "run",
+                 "--quiet")
+    assert result.exit_code == 1 and "takes images (3, H, W)" in result.output and "got 1x8x8" in result.output
+    result = run("train", "--data", "moons", "--latent", tmp_path / "ae", "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 1 and "are not images" in result.output
+    result = run("autoencoder", "train", "--data", "shapes", "--limit", "8", "--out", tmp_path / "ae", "--quiet")
+    assert result.exit_code == 1 and "already holds an autoencoder" in result.output
+    result = run("autoencoder", "train", "--data", "shapes", "--limit", "8", "--image-size", "18",
+                 "--out", tmp_path / "ae18", "--quiet")
+    assert result.exit_code == 1 and "got 3x18x18" in result.output
