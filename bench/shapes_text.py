@@ -43,6 +43,7 @@ from plume.data.shapes import (COLORS, KINDS, SIZES, heldout_combinations, heldo
 from plume.evaluation.classifier import train_classifier  # noqa: E402
 from plume.evaluation.frechet import frechet_distance  # noqa: E402
 from plume.evaluation.shapes_checker import match_rate  # noqa: E402
+from plume.latent.data import decode_latents, latent_autoencoder  # noqa: E402
 from plume.train import load_denoiser, read_config  # noqa: E402
 from plume.train.plots import line_plot  # noqa: E402
 
@@ -67,12 +68,15 @@ def feature_network(seed: int, count: int = 4000):
 
 
 def sample_prompts(denoiser: Any, prompts: list[str], per_prompt: int, scale: float, args: argparse.Namespace) -> np.ndarray:
-    """uint8 images (P * per_prompt, 32, 32, 3): prompt p's samples at rows p * per_prompt ..., seeds 0, 1, ..."""
+    """uint8 images (P * per_prompt, 32, 32, 3): prompt p's samples at rows p * per_prompt ..., seeds 0, 1, ...
+    (a latent run's samples decoded by its autoencoder, args.autoencoder)."""
     tokens = denoiser.backbone.text.encoder.tokenizer.encode(prompts)  # (P, T)
     conditions = tokens.repeat_interleave(per_prompt, dim=0)  # (P * per_prompt, T)
     seeds = list(range(len(conditions)))
     x = draw(denoiser, tuple(args.shape), seeds, args.batch_size, dict(sampler=args.sampler, steps=args.steps),
-             labels=conditions, guidance=scale)  # (N, C, H, W)
+             labels=conditions, guidance=scale)  # (N, C, H, W), or latents (N, z, h, w)
+    if args.autoencoder is not None:
+        x = decode_latents(args.autoencoder, x)  # (N, C, H, W)
     return tensor_to_images(x)
 
 
@@ -92,6 +96,7 @@ def main() -> None:
     torch.manual_seed(0)
     config = read_config(args.run)
     args.shape = config["data"]["shape"]
+    args.autoencoder = latent_autoencoder(config["data"], args.run)  # a latent run's decoder, or None
     denoiser = load_denoiser(args.run, ema=True)
     if getattr(denoiser.backbone, "text", None) is None:
         raise SystemExit(f"{args.run} is not a text-conditioned run (train with --data shapes --conditional)")
@@ -142,12 +147,15 @@ def write_docs(args: argparse.Namespace, config: dict, sets: dict[str, list[str]
     Image.fromarray(stacked).save(args.docs / "shapes-prompts.png")
     command = "python bench/shapes_text.py " + " ".join(sys.argv[1:])
     training = config.get("training", {})
+    autoencoder = config["data"].get("autoencoder")
+    latent = f" on the latents of the autoencoder {autoencoder['path']}" if autoencoder else ""
     lines = [
         "# Text-to-image on the shapes data", "",
         f"`{command}` on {datetime.date.today().isoformat()}; run `{args.run}` ({config['backbone']['name']} "
-        f"backbone, text encoder {config['backbone']['options']['text']['kind']}, batch {training.get('batch_size')}, "
-        f"lr {training.get('lr')}, label dropout {training.get('label_dropout')}); sampler {args.sampler}, "
-        f"{args.steps} steps.", "",
+        f"backbone{latent}, text encoder {config['backbone']['options']['text']['kind']}, {config.get('step')} steps "
+        f"of batch {training.get('batch_size')} (budget {training.get('minutes')} minutes), lr {training.get('lr')}, "
+        f"label dropout {training.get('label_dropout')}, training times {config['denoiser'].get('time_sampling')}); "
+        f"sampler {args.sampler}, {args.steps} steps.", "",
         "Prompt-match rate by the deterministic checker (plume.evaluation.shapes_checker: object count, colors, "
         "kinds, sizes where named, relations); s = 0 is the unconditional model (the empty prompt), s = 1 the "
         "conditional model alone. FID: the 'seen scenes' samples against "

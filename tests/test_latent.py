@@ -150,6 +150,25 @@ def test_command_line_end_to_end(tmp_path):
     assert result.exit_code == 1 and "changed after this run was trained" in result.output, result.output
 
 
+def test_text_conditioned_latent_run_samples_prompts(tmp_path):
+    """--latent with --conditional on captioned data: the latent model reads prompts, samples decode to images."""
+    images = ["--data", "shapes", "--limit", "48", "--image-size", "16", "--quiet", "--threads", "1"]
+    assert run("autoencoder", "train", *images, "--out", tmp_path / "ae", "--steps", "2", "--width", "8").exit_code == 0
+    tiny = ["--backbone-option", "channels=[16,16]", "--backbone-option", "norm_groups=4",
+            "--backbone-option", "head_channels=16", "--batch-size", "8", "--sample-count", "4"]
+    result = run("train", *images, "--latent", tmp_path / "ae", "--conditional", "--out", tmp_path / "run",
+                 "--steps", "2", *tiny)
+    assert result.exit_code == 0, result.output
+    config = read_config(tmp_path / "run")
+    assert config["data"]["kind"] == "latent" and config["backbone"]["options"]["text"]["kind"] == "trained"
+    prompt = load_image_data("shapes", limit=48, image_size=16, progress=False).train_captions[0]
+    result = run("sample", tmp_path / "run", "--prompt", prompt, "--n", "3", "--steps", "2", "--guidance", "2",
+                 "--threads", "1", "--out", tmp_path / "p.npz")
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "p.npz")["arr_0"].shape == (3, 16, 16, 3)
+    assert "prompt match rate" in result.output
+
+
 def test_bad_input_messages(tmp_path, shapes16):
     model = KLAutoencoder(**SMALL)
     with pytest.raises(PlumeError, match=r"multiples of its downsampling factor f=4; got 3x30x30"):
@@ -178,6 +197,9 @@ def test_bad_input_messages(tmp_path, shapes16):
     assert result.exit_code == 1 and "takes images (3, H, W)" in result.output and "got 1x8x8" in result.output
     result = run("train", "--data", "moons", "--latent", tmp_path / "ae", "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 1 and "are not images" in result.output
+    result = run("train", "--data", "shapes", "--limit", "8", "--latent", tmp_path / "ae", "--super-resolution", "8",
+                 "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 2 and "--latent and --super-resolution cannot be combined" in result.output
     result = run("autoencoder", "train", "--data", "shapes", "--limit", "8", "--out", tmp_path / "ae", "--quiet")
     assert result.exit_code == 1 and "already holds an autoencoder" in result.output
     result = run("autoencoder", "train", "--data", "shapes", "--limit", "8", "--image-size", "18",

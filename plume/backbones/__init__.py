@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import PlumeError
 from ..registry import build
 from .dit import DiT
+from .image_conditioned import ImageConditioned
 from .mlp import MLP
 from .super_resolution import SuperResolution
 from .unet import UNet
@@ -21,6 +22,7 @@ BACKBONES: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "dit": DiT,
     "super_resolution": SuperResolution,  # wraps one of the above (cascades; plume.cascade)
+    "image_conditioned": ImageConditioned,  # wraps one of the above (inpainting, frame interpolation; plume.tasks)
 }
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -72,4 +74,4 @@ def backbone_name(module: nn.Module) -> str:
     raise PlumeError(f"{type(module).__name__} is not a registered backbone; registered: {', '.join(BACKBONES)}")
 
 
-__all__ = ["BACKBONES", "PRESETS", "backbone", "backbone_name", "is_conditional", "DiT", "MLP", "UNet"]
+__all__ = ["BACKBONES", "PRESETS", "backbone", "backbone_name", "is_conditional", "DiT", "ImageConditioned", "MLP", "UNet"]

@@ -20,7 +20,6 @@ which for integer factors is the antialiased average of each block of pixels.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import PlumeError
+from .inner import inner_backbone, inner_options
 
 UPSAMPLING = ("bicubic", "bilinear")
 AUGMENT_MAX = 0.5  # training: s ~ U[0, AUGMENT_MAX] for images in [-1, 1] (bench/cascade.py)
@@ -74,33 +74,20 @@ class SuperResolution(nn.Module):
                  inner: str = "unet", inner_preset: Optional[str] = None, inner_options: Optional[dict[str, Any]] = None,
                  upsample: str = "bicubic"):
         super().__init__()
-        from . import BACKBONES, backbone  # the registry imports this module
-
         if upsample not in UPSAMPLING:
             raise PlumeError(f"unknown upsample mode {upsample!r}; valid: {', '.join(UPSAMPLING)}")
-        if inner == "super_resolution":
-            raise PlumeError("the inner backbone of SuperResolution must be an image backbone (unet, dit), not "
-                             "super_resolution itself")
-        inner_options = dict(inner_options or {})
-        fixed = sorted({"in_channels", "out_channels", "num_classes"} & set(inner_options))
-        if fixed:
-            raise PlumeError(f"inner_options may not set {', '.join(fixed)}: SuperResolution gives its inner backbone "
-                             f"in_channels = 2 * in_channels + 1, out_channels = in_channels and no class labels; set "
-                             f"SuperResolution's own in_channels instead")
         self.low_size, self.high_size = size_pair(low_size, "low_size"), size_pair(high_size, "high_size")
         self.in_channels, self.upsample = int(in_channels), upsample
         if self.in_channels < 1 or self.low_size[0] >= self.high_size[0] or self.low_size[1] >= self.high_size[1]:
             raise PlumeError(f"SuperResolution needs in_channels >= 1 and low_size smaller than high_size on both sides; "
                              f"got in_channels={in_channels}, low_size={self.low_size}, high_size={self.high_size}")
-        if inner in BACKBONES and "image_size" in inspect.signature(BACKBONES[inner].__init__).parameters:
-            inner_options.setdefault("image_size", list(self.high_size))  # e.g. DiT's patch grid
         self.inner_name = inner
-        self.inner = backbone(inner, inner_preset, in_channels=2 * self.in_channels + 1,
-                              out_channels=self.in_channels, **inner_options)
+        self.inner = inner_backbone("SuperResolution", inner, inner_preset, inner_options, 2 * self.in_channels + 1,
+                                    self.in_channels, list(self.high_size))
 
     def options(self) -> dict[str, Any]:
         """The constructor options that rebuild this backbone (saved in config.json); the preset is expanded."""
-        inner = {k: v for k, v in self.inner.options().items() if k not in ("in_channels", "out_channels", "num_classes")}
+        inner = inner_options(self.inner)
         return {"low_size": list(self.low_size), "high_size": list(self.high_size), "in_channels": self.in_channels,
                 "inner": self.inner_name,
                 "inner_preset": None, "inner_options": inner, "upsample": self.upsample}

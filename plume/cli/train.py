@@ -135,6 +135,9 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
                      flip=bool(flags["flip"]), on_error=flags["on_error"] or "stop", limit=flags["limit"],
                      holdout=flags["holdout"] or 0.0,
                      progress=not flags["quiet"])
+    if flags["latent"] is not None and flags["super_resolution"] is not None:
+        raise click.UsageError("--latent and --super-resolution cannot be combined: a super-resolution stage trains "
+                               "on pixels (a cascade's second stage); train the latent model and the stage separately")
     if flags["latent"] is not None:  # diffusion on an autoencoder's latents (plume.latent)
         data = encode_images(data, flags["latent"], progress=not flags["quiet"], device=_device(flags["device"]))
     recipe = default_recipe(data.shape)

@@ -62,8 +62,12 @@ def leading(process: GaussianProcess, steps: int) -> Grid:
     return _from_times(process, torch.cat([times, times.new_full((1,), process.clean_end())]))
 
 
-def karras(process: GaussianProcess, steps: int, rho: float = 7.0) -> Grid:
-    s_min, s_max = (float(process.sigma_ratio(torch.tensor(t, dtype=torch.float64))) for t in (process.t_min, process.t_max))
+def karras(process: GaussianProcess, steps: int, rho: float = 7.0, s_max: "float | None" = None) -> Grid:
+    """Karras et al.'s grid (eq. 5) from the process's largest level, or from s_max if given, to its smallest."""
+    s_min, s_top = (float(process.sigma_ratio(torch.tensor(t, dtype=torch.float64))) for t in (process.t_min, process.t_max))
+    s_max = s_top if s_max is None else s_max
+    if not s_max > s_min:
+        raise PlumeError(f"the starting noise level {s_max:g} must exceed the process's smallest, {s_min:g}")
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     sigmas = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
     return _from_sigmas(process, sigmas)
