@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import math
-import shlex
 import shutil
 import sys
 import time
@@ -44,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from plume.backbones.super_resolution import AUGMENT_MAX, downsample  # noqa: E402
 from plume.cascade import super_resolve  # noqa: E402
-from plume.cli import main as plume_cli  # noqa: E402
+from commands import plume  # noqa: E402  (bench/commands.py)
 from plume.data.image_grid import add_title, image_grid  # noqa: E402
 from plume.data.images import images_to_tensor, tensor_to_images  # noqa: E402
 from plume.data.shapes import shapes_dataset  # noqa: E402
@@ -59,15 +58,6 @@ HELDOUT_SEED = 1  # held-out scenes: split "heldout" of another seed than the tr
 CORRUPTION = 0.1  # std of the noise added to held-out 16x16 inputs (in [-1, 1]): a stand-in for a base model's errors
 MEAN_OF = 4  # draws averaged for the posterior-mean row
 SR_LR = 4e-3  # the second stage's learning rate (pilots at 450 steps: 4e-3 beat 2e-3 by 0.7 dB, tied with 8e-3)
-
-
-def plume(*args: Any) -> str:
-    """Run one `plume` command in this process; returns the command line as typed."""
-    words = [str(a) for a in args]
-    started = time.monotonic()
-    plume_cli.main(words, standalone_mode=False)
-    print(f"  ({time.monotonic() - started:.0f} s) plume {' '.join(words)}", flush=True)
-    return "plume " + " ".join(shlex.quote(w) for w in words)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@ prompts, and FID, against the classifier-free guidance scale, for a run trained 
 `plume train --data shapes --conditional ...`.
 
 Prompt sets (every prompt gets --per-prompt samples, seeds 0..):
-  held-out, 1 object   plume.data.shapes.heldout_prompts("pairs"): object descriptions no training scene holds
+  held-out, 1 object   plume.data.shapes.heldout_prompts(rule): object descriptions no training scene holds (rule
+                       "pairs" for a run on --data shapes, "triples" for --data shapes-triples)
   seen, 1 object       the single-object prompts of the training split (every (size, color, kind) not held out)
   held-out scenes      captions of --scenes scenes of the "heldout" split (1-3 objects, at least one held out)
   seen scenes          captions of --scenes new scenes of the training split (1-3 objects)
@@ -13,7 +14,8 @@ FID: the "seen scenes" samples against --reference renders of new training-split
 of a small classifier (plume.evaluation.classifier) trained on training-split renders to name the first object's
 color and kind (18 classes): Inception features are not available offline here and mean little at 32 x 32.
 Writes docs/text-to-image.md (the table), docs/text-to-image.json, docs/shapes-guidance.png (match rate and FID
-against s) and docs/shapes-prompts.png (held-out prompts, one row each, at the best scale).
+against s) and docs/shapes-prompts.png (held-out prompts, one row each, at the best scale); for a "triples" run the
+names end in -triples (docs/text-to-image-triples.md, ...).
 
 Run alone (other processes skew nothing here but take longer):
   python bench/shapes_text.py runs/shapes-text [--scales 0,1,2,3,5] [--per-prompt 8] [--scenes 48]
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,26 +38,29 @@ sys.path.insert(0, str(ROOT))
 
 from plume.cli.sample import draw  # noqa: E402
 from plume.data.image_grid import add_title, image_grid  # noqa: E402
-from plume.data.images import tensor_to_images  # noqa: E402
+from plume.data.images import SHAPES_HELDOUT, tensor_to_images  # noqa: E402
 from plume.data.shapes import (COLORS, KINDS, SIZES, heldout_combinations, heldout_prompts,  # noqa: E402
                                shapes_dataset)
 from plume.evaluation.classifier import train_classifier  # noqa: E402
 from plume.evaluation.frechet import frechet_distance  # noqa: E402
 from plume.evaluation.shapes_checker import match_rate  # noqa: E402
+from plume.latent.checkpoint import read_autoencoder_config  # noqa: E402
 from plume.latent.data import decode_latents, latent_autoencoder  # noqa: E402
 from plume.train import load_denoiser, read_config  # noqa: E402
 from plume.train.plots import line_plot  # noqa: E402
 
+TRIPLES = ("each such color + kind is held out at one size only, seen at the other, so every word pair is seen "
+           "in training but not these descriptions")
 SETS = ("held-out, 1 object", "seen, 1 object", "held-out scenes", "seen scenes")
 
 
-def prompt_sets(scenes: int, seed: int) -> dict[str, list[str]]:
-    """The four prompt lists (see the module docstring)."""
-    held = set(heldout_combinations("pairs"))
+def prompt_sets(scenes: int, seed: int, rule: str) -> dict[str, list[str]]:
+    """The four prompt lists (see the module docstring) under held-out rule `rule`."""
+    held = set(heldout_combinations(rule))
     seen = [f"a {s} {c} {k}" for s in SIZES for c in COLORS for k in KINDS if (s, c, k) not in held]
-    _, held_captions, _ = shapes_dataset(scenes, 32, seed=seed, split="heldout")
-    _, seen_captions, _ = shapes_dataset(scenes, 32, seed=seed, split="train")
-    return {SETS[0]: heldout_prompts("pairs"), SETS[1]: seen, SETS[2]: held_captions, SETS[3]: seen_captions}
+    _, held_captions, _ = shapes_dataset(scenes, 32, seed=seed, split="heldout", heldout=rule)
+    _, seen_captions, _ = shapes_dataset(scenes, 32, seed=seed, split="train", heldout=rule)
+    return {SETS[0]: heldout_prompts(rule), SETS[1]: seen, SETS[2]: held_captions, SETS[3]: seen_captions}
 
 
 def feature_network(seed: int, count: int = 4000):
@@ -101,11 +105,16 @@ def main() -> None:
     if getattr(denoiser.backbone, "text", None) is None:
         raise SystemExit(f"{args.run} is not a text-conditioned run (train with --data shapes --conditional)")
     scales = [float(s) for s in args.scales.split(",")]
-    sets = prompt_sets(args.scenes, args.seed)
+    name = config["data"].get("images", config["data"])["name"]  # a latent run's images
+    if name not in SHAPES_HELDOUT:
+        raise SystemExit(f"{args.run} was trained on {name!r}, not on the shapes data ({', '.join(SHAPES_HELDOUT)})")
+    args.rule = SHAPES_HELDOUT[name]
+    args.suffix = "" if args.rule == "pairs" else f"-{args.rule}"
+    sets = prompt_sets(args.scenes, args.seed, args.rule)
     print(f"run {args.run}: {config['training'].get('steps')} steps budgeted; prompt sets "
           + ", ".join(f"{k}: {len(v)}" for k, v in sets.items()), flush=True)
     classifier = feature_network(args.seed + 1)
-    reference, _, _ = shapes_dataset(args.reference, 32, seed=args.seed + 2, split="train")
+    reference, _, _ = shapes_dataset(args.reference, 32, seed=args.seed + 2, split="train", heldout=args.rule)
     reference_features = classifier.features(reference)  # (M, F)
     rows, pictures = [], {}
     for scale in scales:
@@ -133,9 +142,9 @@ def write_docs(args: argparse.Namespace, config: dict, sets: dict[str, list[str]
     args.docs.mkdir(parents=True, exist_ok=True)
     scales = [r["scale"] for r in rows]
     series = {name: (scales, [r[name] for r in rows]) for name in SETS}
-    line_plot(args.docs / "shapes-guidance.png", series, "guidance scale s", "prompt-match rate",
+    line_plot(args.docs / f"shapes-guidance{args.suffix}.png", series, "guidance scale s", "prompt-match rate",
               title="shapes: prompt match against guidance", log_x=False)
-    line_plot(args.docs / "shapes-guidance-fid.png", {"seen scenes": (scales, [r["fid"] for r in rows])},
+    line_plot(args.docs / f"shapes-guidance-fid{args.suffix}.png", {"seen scenes": (scales, [r["fid"] for r in rows])},
               "guidance scale s", "FID (classifier features)", title="shapes: FID against guidance", log_x=False)
     best = max(rows, key=lambda r: r[SETS[0]])["scale"]
     held = sets[SETS[0]]
@@ -144,11 +153,15 @@ def write_docs(args: argparse.Namespace, config: dict, sets: dict[str, list[str]
     width = max(g.shape[1] for g in grid_rows)
     stacked = np.concatenate([np.pad(g, ((0, 0), (0, width - g.shape[1]), (0, 0))) for g in grid_rows])
     from PIL import Image
-    Image.fromarray(stacked).save(args.docs / "shapes-prompts.png")
+    Image.fromarray(stacked).save(args.docs / f"shapes-prompts{args.suffix}.png")
     command = "python bench/shapes_text.py " + " ".join(sys.argv[1:])
     training = config.get("training", {})
     autoencoder = config["data"].get("autoencoder")
-    latent = f" on the latents of the autoencoder {autoencoder['path']}" if autoencoder else ""
+    latent = ""
+    if autoencoder:  # its own training time counts too
+        _, trained = read_autoencoder_config(autoencoder["path"])
+        latent = (f" on the latents of the autoencoder {autoencoder['path']} (itself trained {trained['step']} steps in "
+                  f"{trained['seconds'] / 60:.1f} minutes)")
     lines = [
         "# Text-to-image on the shapes data", "",
         f"`{command}` on {datetime.date.today().isoformat()}; run `{args.run}` ({config['backbone']['name']} "
@@ -165,14 +178,16 @@ def write_docs(args: argparse.Namespace, config: dict, sets: dict[str, list[str]
         *[f"| {r['scale']:g} | " + " | ".join(f"{r[k]:.3f}" for k in SETS) + f" | {r['fid']:.3f} | "
           f"{r['seconds']:.0f} |" for r in rows], "",
         f"Single-object prompts take {args.per_prompt} samples each, scene prompts one. Held-out prompts name "
-        "object descriptions (color + kind) that no training image holds (plume.data.shapes, rule \"pairs\").", "",
-        "![match rate against guidance](shapes-guidance.png) ![FID against guidance](shapes-guidance-fid.png)", "",
-        f"Held-out prompts at s = {best:g}, one row each:", "", "![held-out prompts](shapes-prompts.png)", ""]
-    (args.docs / "text-to-image.md").write_text("\n".join(lines))
+        "object descriptions that no training image holds (plume.data.shapes, rule "
+        f"\"{args.rule}\"{': ' + TRIPLES if args.rule == 'triples' else ''}).", "",
+        f"![match rate against guidance](shapes-guidance{args.suffix}.png) "
+        f"![FID against guidance](shapes-guidance-fid{args.suffix}.png)", "",
+        f"Held-out prompts at s = {best:g}, one row each:", "", f"![held-out prompts](shapes-prompts{args.suffix}.png)", ""]
+    (args.docs / f"text-to-image{args.suffix}.md").write_text("\n".join(lines))
     record = {"command": command, "date": datetime.date.today().isoformat(), "run": str(args.run),
               "sampler": args.sampler, "steps": args.steps, "per_prompt": args.per_prompt, "sets": sets, "rows": rows}
-    (args.docs / "text-to-image.json").write_text(json.dumps(record, indent=1))
-    print(f"wrote {args.docs / 'text-to-image.md'}")
+    (args.docs / f"text-to-image{args.suffix}.json").write_text(json.dumps(record, indent=1))
+    print(f"wrote {args.docs / f'text-to-image{args.suffix}.md'}")
 
 
 if __name__ == "__main__":

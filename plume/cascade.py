@@ -9,7 +9,7 @@ seeds derived from seed k (`stage_seed`), so the stages never share a random str
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch

@@ -167,13 +167,6 @@ def run(*args, code=0) -> str:
     return result.output
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()  # the commands set torch's thread count
-    yield
-    torch.set_num_threads(before)
-
-
 FAST = ["--steps", 2, "--batch-size", 4, "--limit", 16, "--sample-count", 2, "--quiet", "--threads", 1,
         *[a for k, v in INNER.items() for a in ("--backbone-option", f"{k}={json.dumps(v)}")]]
 

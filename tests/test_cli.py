@@ -4,8 +4,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from click.testing import CliRunner
 
 from plume import SAMPLERS
@@ -14,13 +12,6 @@ from plume.train import read_config
 
 FAST = ["--steps", "30", "--backbone-option", "width=16", "--backbone-option", "depth=1", "--batch-size", "64",
         "--checkpoint-every", "20", "--quiet"]
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()  # the command sets torch's thread count
-    yield
-    torch.set_num_threads(before)
 
 
 def run(*args: str):

@@ -20,13 +20,6 @@ SMALL = {  # CPU-second sizes of each backbone
 FAST = ["--steps", "12", "--batch-size", "16", "--checkpoint-every", "6", "--sample-count", "4", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()  # the command sets torch's thread count
-    yield
-    torch.set_num_threads(before)
-
-
 def run(*args) -> str:
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert "Traceback" not in result.output, result.output

@@ -19,13 +19,6 @@ from plume.train import read_config
 SMALL = {"width": 8, "norm_groups": 4}  # a CPU-test-sized autoencoder
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()  # the commands set torch's thread count
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def shapes16():
     return load_image_data("shapes", limit=32, image_size=16, progress=False)  # (32, 3, 16, 16)

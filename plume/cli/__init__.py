@@ -33,14 +33,26 @@ def main() -> None:
     """Plume: train and sample diffusion models."""
 
 
+from .anomaly import anomaly  # noqa: E402
 from .autoencoder import autoencoder  # noqa: E402
+from .denoise import denoise  # noqa: E402
 from .eval import evaluate  # noqa: E402
+from .img2img import img2img  # noqa: E402
+from .inpaint import inpaint  # noqa: E402
+from .interpolate import interpolate  # noqa: E402
 from .sample import sample  # noqa: E402  (the commands register themselves on `main`)
 from .train import train  # noqa: E402
+from .upscale import upscale  # noqa: E402
 
 main.add_command(train)
 main.add_command(sample)
 main.add_command(evaluate)
 main.add_command(autoencoder)
+main.add_command(anomaly)
+main.add_command(interpolate)
+main.add_command(img2img)
+main.add_command(inpaint)
+main.add_command(upscale)
+main.add_command(denoise)
 
 __all__ = ["main", "train", "sample"]

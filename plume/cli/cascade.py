@@ -37,8 +37,18 @@ def super_resolution_stage(data: Any, recipe: dict[str, Any], low_size: int, aug
     return wrapped
 
 
-def refuse_stage_alone(config: dict[str, Any], run: Path) -> None:
-    """A super-resolution run draws nothing by itself: say how to chain it."""
+def refuse_stage_alone(config: dict[str, Any], run: Path, allow: tuple[str, ...] = ()) -> None:
+    """A super-resolution, inpainting or frame-interpolation run draws nothing by itself: say what to use instead
+    (data kinds in `allow` pass: the command that uses them)."""
+    kind = config.get("data", {}).get("kind")
+    if kind in allow:
+        return
+    if kind == "interpolation":
+        raise PlumeError(f"{run} is a frame-interpolation model: it draws frames between two given ones; use "
+                         f"plume interpolate {run} --frames DIR")
+    if kind == "inpainting":
+        raise PlumeError(f"{run} is an inpainting model: it fills the holes of a given image; use plume inpaint {run} "
+                         f"--image IMAGE --mask MASK")
     low = stage_of(config.get("data", {}))
     if low is not None:
         raise PlumeError(f"{run} is a super-resolution stage (it makes {config['data']['shape'][1]}x"

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data import TOY_SETS, toy_data
 from ..data.image_grid import save_image_grid, save_trajectory_strip
-from ..data.images import tensor_to_images
+from ..data.images import SHAPES_HELDOUT, tensor_to_images
 from ..data.sources import data_from_info
 from ..data.toy import MIXTURES as MIXTURE_SETS, toy_mixture
 from ..denoiser import Denoiser
@@ -136,7 +136,7 @@ def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, ste
                                   out.with_name(out.stem + "-trajectory.png"),
                                   (lambda z: decode_latents(autoencoder, z)) if autoencoder is not None else None)
         click.echo(f"trajectory -> {strip}")
-    if evaluate and prompts and pixels is not None and info.get("name") == "shapes":
+    if evaluate and prompts and pixels is not None and info.get("name") in SHAPES_HELDOUT:
         asked = [prompts[k % len(prompts)] for k in range(len(pixels))]
         click.echo(f"prompt match rate (plume.evaluation.shapes_checker): {match_rate(pixels, asked)['match']:.3f}")
     if evaluate and info.get("name") in TOY_SETS:

@@ -9,6 +9,7 @@ import torch
 
 from ..backbones import BACKBONES, PRESETS
 from ..data import TOY_SETS
+from ..data.masks import FAMILIES as MASK_FAMILIES
 from ..data.sources import data_from_info, load_data
 from ..errors import PlumeError
 from ..latent.data import encode_images, latent_data_from_info
@@ -21,6 +22,8 @@ from ..train import LR_SCHEDULES, PARALLEL, PRECISIONS, TrainingInterrupted, bui
 from ..train import train as run_training
 from ..train.distributed import finish, from_environment
 from .cascade import super_resolution_stage
+from .inpaint import inpainting_stage
+from .interpolate import interpolation_data, interpolation_stage, wants_interpolation
 from .options import load_config_file, parse_key_values
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
@@ -36,7 +39,7 @@ POSITIVE = click.IntRange(min=1)
 @click.command()
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=load_config_file,
               is_eager=True, expose_value=False, help="JSON or TOML file of option values; flags override them.")
-@click.option("--data", help="A toy set (" + ", ".join(TOY_SETS) + "), an image set (digits, lfw, photos, shapes), a folder "
+@click.option("--data", help="A toy set (" + ", ".join(TOY_SETS) + "), an image set (digits, lfw, photos, shapes, shapes-triples), a folder "
               "of images, an .npz file, or hf:PATH (a saved Hugging Face data set). Required unless --resume.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory.")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), help="Network (default: unet for images, mlp for points).")
@@ -61,6 +64,12 @@ POSITIVE = click.IntRange(min=1)
               "the images from their LOW_SIZE copies (noise-augmented); --backbone and --preset pick its inner network.")
 @click.option("--augment-max", type=click.FloatRange(min=0), help="With --super-resolution: conditioning noise levels "
               "are drawn from [0, this] in training (default 0.5).")
+@click.option("--interpolation", is_flag=True, default=None, help="Train frame interpolation: --data is a folder of "
+              "frames (or of one subfolder of frames per video), or moving-shapes (which implies this flag); the "
+              "model makes a frame between two others (plume interpolate; docs/interpolation.md).")
+@click.option("--inpainting", type=click.Choice(MASK_FAMILIES), is_flag=False, flag_value="mixed", metavar="[MASKS]",
+              help="Train a model for inpainting: it sees the image with random holes and their mask (masks: "
+              "mixed by default; plume inpaint; docs/inpainting.md).")
 @click.option("--channels", type=click.Choice(["rgb", "gray"]), help="Image channels (default: the data's).")
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips (default off).")
 @click.option("--on-error", type=click.Choice(["stop", "skip"]), help="An unreadable image stops the run or is skipped.")
@@ -131,7 +140,8 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     if flags["data"] is None:
         raise click.UsageError("--data is required (or --resume to continue a run)")
     seed = flags["seed"] if flags["seed"] is not None else 0
-    data = load_data(flags["data"], seed=seed, image_size=flags["image_size"], channels=flags["channels"],
+    data = interpolation_data(flags, seed) if wants_interpolation(flags) else \
+        load_data(flags["data"], seed=seed, image_size=flags["image_size"], channels=flags["channels"],
                      flip=bool(flags["flip"]), on_error=flags["on_error"] or "stop", limit=flags["limit"],
                      holdout=flags["holdout"] or 0.0,
                      progress=not flags["quiet"])
@@ -159,6 +169,10 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
                                       bool(flags["conditional"]))
     elif flags["augment_max"] is not None:
         raise click.UsageError("--augment-max needs --super-resolution (a stage with a conditioning image)")
+    if wants_interpolation(flags):
+        interpolation_stage(data, recipe)
+    if flags["inpainting"] is not None:
+        data = inpainting_stage(data, recipe, flags["inpainting"], flags)
     captions = getattr(data, "train_captions", None) if flags["conditional"] else None
     text = text_options(captions, flags["text_encoder"]) if captions else None
     if flags["text_encoder"] is not None and text is None:

@@ -9,7 +9,8 @@ photos   4096 random 32 x 32 crops of five colour photographs that ship inside s
          crop size so a crop holds a recognisable part (a face, a cup rim), not a few flat pixels
 shapes   procedurally drawn scenes of one to three coloured shapes with generated captions (plume.data.shapes), default
          8192 of 32 x 32 RGB; scenes holding a held-out object description (rule "pairs") are left out, so prompts
-         naming one (plume.data.shapes.heldout_prompts) test composition; ImageSet.captions holds the captions
+         naming one (plume.data.shapes.heldout_prompts) test composition; ImageSet.captions holds the captions;
+         "shapes-triples" holds out by the easier rule "triples" (each such color + kind at one size only)
 <folder> PNG/JPEG/BMP/WebP/GIF files found recursively; labels from class subfolders (torchvision's ImageFolder),
          or, with a captions.csv / captions.jsonl beside them, captions (plume.data.captions) for text conditioning
 <x.npz>  `arr_0` (or `images`) uint8 NHWC, the guided-diffusion sample format (Dhariwal & Nichol 2021); `labels`
@@ -38,13 +39,16 @@ IMAGE_SETS: dict[str, str] = {
     "lfw": "scikit-image's LFW subset, 200 x 25 x 25 gray, classes face / non-face (100 each)",
     "photos": "random crops (default 4096 of 32 x 32) of 5 colour photographs from scikit-image, labelled by photo",
     "shapes": "captioned scenes of 1-3 coloured shapes (default 8192 of 32 x 32), held-out object descriptions left out",
+    "shapes-triples": "the shapes scenes with the easier held-out rule: each held-out color + kind is left out at one "
+                      "size only",
 }
 CHANNELS = ("rgb", "gray")
 PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle", "rocket")  # all ship inside the scikit-image wheel
 PHOTO_ZOOM = 4  # photos are shrunk so their shorter side is 4 crop sizes: a crop shows an object's part, not a speck
 PHOTO_SIZE, PHOTO_COUNT = 32, 4096
-SHAPES_SIZE, SHAPES_COUNT, SHAPES_HELDOUT = 32, 8192, "pairs"
-GENERATED = ("photos", "shapes")  # embedded sets drawn at the requested size and count
+SHAPES_SIZE, SHAPES_COUNT = 32, 8192
+SHAPES_HELDOUT = {"shapes": "pairs", "shapes-triples": "triples"}  # embedded set -> held-out rule (plume.data.shapes)
+GENERATED = ("photos", *SHAPES_HELDOUT)  # embedded sets drawn at the requested size and count
 _PATH_KINDS = "a folder of image files, a .npz file (arr_0 uint8 NHWC) or hf:<folder of a saved Hugging Face dataset>"
 
 
@@ -166,8 +170,8 @@ def _embedded_or_npz(source: str, image_size: Optional[int], limit: Optional[int
     """digits, lfw, photos or an .npz file as an ImageSet (before resizing and channels)."""
     if source == "photos":
         return _photos(image_size or PHOTO_SIZE, limit or PHOTO_COUNT, seed), source
-    if source == "shapes":
-        return _shapes(image_size or SHAPES_SIZE, limit or SHAPES_COUNT, seed), source
+    if source in SHAPES_HELDOUT:
+        return _shapes(image_size or SHAPES_SIZE, limit or SHAPES_COUNT, seed, SHAPES_HELDOUT[source]), source
     if source in IMAGE_SETS:
         images = _digits() if source == "digits" else _lfw()
     else:
@@ -189,12 +193,12 @@ def _captioned_folder(path: Path, image_size: Optional[int], channels: Optional[
     return ImageSet(pixels, None, None, path.name, captions=[read.captions[i] for i in keep])
 
 
-def _shapes(size: int, count: int, seed: int) -> ImageSet:
-    """`count` captioned shapes scenes of the training split (no held-out description), drawn size x size."""
+def _shapes(size: int, count: int, seed: int, rule: str) -> ImageSet:
+    """`count` captioned shapes scenes of the training split (no description held out by `rule`), drawn size x size."""
     from .shapes import shapes_dataset
 
-    pixels, captions, _ = shapes_dataset(count, size, seed=seed, split="train", heldout=SHAPES_HELDOUT)
-    return ImageSet(pixels, None, None, "shapes", captions=captions)
+    pixels, captions, _ = shapes_dataset(count, size, seed=seed, split="train", heldout=rule)
+    return ImageSet(pixels, None, None, "shapes" if rule == "pairs" else f"shapes-{rule}", captions=captions)
 
 
 def _decodes_files(source: str) -> bool:

@@ -46,6 +46,12 @@ def data_from_info(info: dict[str, Any], source: str = "config.json") -> Trainin
     if kind == "super_resolution":
         from .super_resolution import super_resolution_data_from_info
         return super_resolution_data_from_info(info, source)
+    if kind == "inpainting":
+        from .masks import inpainting_data_from_info
+        return inpainting_data_from_info(info, source)
+    if kind == "interpolation":
+        from .interpolation import interpolation_data_from_info
+        return interpolation_data_from_info(info, source)
     raise PlumeError(f"{source}: the run was trained on data {info.get('name')!r}, which Plume cannot load by itself "
                      f"(toy sets: {', '.join(TOY_SETS)}; image sets: {', '.join(IMAGE_SETS)}, folders, .npz, hf:PATH); "
                      "pass the data from Python with plume.train.train(..., resume=True)")

@@ -16,16 +16,15 @@ from ..backbones.super_resolution import (AUGMENT_MAX, SAMPLE_AUGMENT, augment_c
                                           random_augmentation, size_pair)
 from ..errors import PlumeError
 from ..train.data import TrainingData
+from .conditioned_images import ImageConditionedData
 
-IMAGE_ATTRIBUTES = ("train_pixels", "train_labels", "train_captions", "held_out", "images")
 
 
-class SuperResolutionData:
+class SuperResolutionData(ImageConditionedData):
     """The trainer's view of high-resolution image data `data`, with cond = its low_size copy, noise-augmented."""
 
     def __init__(self, data: TrainingData, low_size: Union[int, Sequence[int]], augment_max: float = AUGMENT_MAX):
-        if len(data.shape) != 3:
-            raise PlumeError(f"super-resolution trains on images (C, H, W); this data has examples shaped {data.shape}")
+        super().__init__(data, "super-resolution")
         self.low_size = size_pair(low_size, "low_size")
         c, height, width = data.shape
         if self.low_size[0] >= height or self.low_size[1] >= width:
@@ -33,21 +32,7 @@ class SuperResolutionData:
                              f"training images ({height}x{width}); lower --super-resolution or raise --image-size")
         if not 0.0 <= augment_max:
             raise PlumeError(f"augment_max must be >= 0 (0: no conditioning augmentation), got {augment_max}")
-        self.data, self.augment_max = data, float(augment_max)
-        self.shape, self.labels = tuple(data.shape), None  # class labels give way to the low-resolution image
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getattr__(self, name: str) -> Any:
-        """The wrapped image data's pixels and set (what evaluation reads), e.g. train_pixels, held_out, images."""
-        if name in IMAGE_ATTRIBUTES and "data" in self.__dict__:
-            return getattr(self.data, name)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-
-    def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The high-resolution examples (B, C, H, W), as the wrapped data draws them (flips included)."""
-        return self.data.batch(index, generator)
+        self.augment_max = float(augment_max)
 
     def condition(self, x0: torch.Tensor, generator: torch.Generator, start: int, batch_size: int) -> torch.Tensor:
         """cond (b, C + 1, h, w) of rows [start, start + b) of a micro-batch: their low-resolution copies noised at

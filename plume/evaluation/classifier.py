@@ -13,7 +13,6 @@ batches and shifts). Weights are a plain state_dict; nothing is pickled.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch

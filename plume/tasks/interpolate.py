@@ -1,0 +1,98 @@
+"""Frame interpolation with a conditioned denoiser: the frames between A and B are samples of a model whose backbone
+(plume.backbones.ImageConditioned) reads cond = [A, B, tau] (plume.data.interpolation), the conditional
+formulation of video frame interpolation by diffusion (Danier, Zhang & Bull 2024, "LDMVFI"; Voleti et al. 2022,
+"MCVD"), with one model for every position tau in (0, 1).
+
+`interpolate(model, a, b, tau)` draws the frames at tau between frames a and b with any sampler, frame i from
+seeds[i] (the same whether drawn alone or in a batch); with draws > 1 it returns the mean of that many draws
+(seeds derived from seeds[i]), an estimate of E[frame | A, B] with a higher PSNR and a softer look.
+`interpolate_sequence` inserts k frames between each pair of consecutive frames of a sequence.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..backbones.image_conditioned import ImageConditioned
+from ..data.interpolation import interpolation_condition
+from ..denoiser import Denoiser
+from ..errors import PlumeError
+from ..sampling import resolve_seeds, sample
+
+
+def positions_between(k: int) -> list[float]:
+    """The positions tau = 1/(k+1), ..., k/(k+1) of k evenly spaced frames between two frames."""
+    if not isinstance(k, int) or k < 1:
+        raise PlumeError(f"the number of frames between two frames must be a whole number >= 1, got {k!r}")
+    return [j / (k + 1) for j in range(1, k + 1)]
+
+
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed of draw `draw` of the frame with `seed` (draw 0: the seed itself)."""
+    if draw == 0:
+        return int(seed)
+    state = np.random.SeedSequence([int(seed) % 2**64, int(draw)]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: a valid torch seed
+
+
+def check_interpolator(model: Denoiser, frame_shape: Sequence[int]) -> None:
+    """A PlumeError unless `model` is a frame-interpolation model (ImageConditioned with 2C + 1 condition channels)
+    for frames of channels frame_shape[0]."""
+    net = getattr(model, "backbone", None)
+    if not isinstance(net, ImageConditioned) or net.cond_channels != 2 * net.in_channels + 1:
+        kind = type(net).__name__ if net is not None else type(model).__name__
+        raise PlumeError(f"frame interpolation needs a model trained for it (plume train --interpolation: an "
+                         f"ImageConditioned backbone reading [A, B, tau], 2C + 1 channels), got a {kind}")
+    if int(frame_shape[0]) != net.in_channels:
+        raise PlumeError(f"this model interpolates frames of {net.in_channels} channel(s), the frames have "
+                         f"{int(frame_shape[0])}")
+
+
+@torch.no_grad()
+def interpolate(model: Denoiser, a: torch.Tensor, b: torch.Tensor, tau: "torch.Tensor | float | Sequence[float]",
+                seeds: Optional[Sequence[int]] = None, seed: int = 0, draws: int = 1, sampler: str = "dpm++2m",
+                steps: int = 20, batch_size: Optional[int] = None, **sampler_options: Any) -> torch.Tensor:
+    """Frames (B, C, H, W) in [-1, 1] at positions tau (B,) (or one float) between a and b (B, C, H, W) in [-1, 1];
+    frame i from seeds[i] (default seed + i), the mean of `draws` draws."""
+    if a.ndim != 4 or a.shape != b.shape:
+        raise PlumeError(f"frames A and B must both be shaped (B, C, H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
+    check_interpolator(model, a.shape[1:])
+    if not isinstance(draws, int) or draws < 1:
+        raise PlumeError(f"draws must be a whole number >= 1, got {draws!r}")
+    seed_list = resolve_seeds(len(a), seed, seeds)
+    device = next(model.parameters()).device
+    cond = interpolation_condition(a.float(), b.float(), torch.as_tensor(tau, dtype=torch.float32)).to(device)
+    total = torch.zeros(a.shape, dtype=torch.float32)  # (B, C, H, W)
+    size = batch_size or len(a)
+    for first in range(0, len(a), size):
+        c = cond[first:first + size]  # (b, 2C + 1, H, W)
+        for d in range(draws):
+            chunk = [draw_seed(s, d) for s in seed_list[first:first + size]]
+            x = sample(lambda x_t, t: model(x_t, t, c), model.process, (len(c), *a.shape[1:]), sampler=sampler,
+                       steps=steps, seeds=chunk, device=device, **sampler_options)  # (b, C, H, W)
+            total[first:first + size] += x.clamp(-1, 1).cpu()
+    return total / draws  # (B, C, H, W)
+
+
+def interpolate_sequence(model: Denoiser, frames: torch.Tensor, between: int, seed: int = 0, draws: int = 1,
+                         progress: bool = False, **options: Any) -> torch.Tensor:
+    """The sequence frames (T, C, H, W) with `between` frames made between each consecutive pair:
+    (T + (T - 1) between, C, H, W); the j-th frame made between frames i and i + 1 uses seed + i * between + j."""
+    if frames.ndim != 4 or len(frames) < 2:
+        raise PlumeError(f"interpolating a sequence needs at least 2 frames shaped (T, C, H, W), got "
+                         f"{tuple(frames.shape)}")
+    taus = positions_between(between)
+    out = [frames[:1].cpu()]
+    for i in tqdm(range(len(frames) - 1), desc="interpolating", unit="pair", disable=not progress):
+        a = frames[i:i + 1].expand(between, *frames.shape[1:])  # (k, C, H, W)
+        b = frames[i + 1:i + 2].expand(between, *frames.shape[1:])  # (k, C, H, W)
+        made = interpolate(model, a, b, torch.tensor(taus), seeds=[seed + i * between + j for j in range(between)],
+                           draws=draws, **options)  # (k, C, H, W)
+        out += [made, frames[i + 1:i + 2].cpu()]
+    return torch.cat(out)  # (T + (T - 1) k, C, H, W)
+
+
+__all__ = ["positions_between", "draw_seed", "check_interpolator", "interpolate", "interpolate_sequence"]

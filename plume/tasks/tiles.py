@@ -1,0 +1,76 @@
+"""Images of any size through a model of one size: overlapping tiles, blended with a smooth window.
+
+An image (C, H, W) is cut into tiles of the model's size T x T whose corners lie on a grid of stride T - overlap,
+the last row and column of tiles set flush with the far edges, so every pixel is covered. Each tile is processed
+alone and the outputs are averaged with per-pixel weights w(i) w(j), w a Hann window offset by half a pixel,
+w(i) = sin^2(pi (i + 1/2) / T): smooth, largest mid-tile where a network sees the most context, and never zero, so
+pixels covered once (the image's rim) keep their tile's value exactly. An image smaller than T is first extended
+to T by mirror padding and the output cropped back.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import PlumeError
+
+TileFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets along one axis: 0, stride, 2 stride, ..., and length - tile flush with the end."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    return sorted({min(k * stride, length - tile) for k in range(count)})
+
+
+def tile_window(tile: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Blending weights (tile, tile): the outer product of sin^2(pi (i + 1/2) / tile)."""
+    w = torch.sin(math.pi * (torch.arange(tile, dtype=torch.float64) + 0.5) / tile) ** 2  # (T,)
+    return (w[:, None] * w[None, :]).to(dtype)  # (T, T)
+
+
+def pad_to(x: torch.Tensor, tile: int) -> torch.Tensor:
+    """x (B, C, H, W) mirror-padded at the bottom and right to at least tile x tile (edge copies if too small)."""
+    ph, pw = max(0, tile - x.shape[-2]), max(0, tile - x.shape[-1])
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)  # (B, C, max(H, T), max(W, T))
+
+
+def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    """fn applied to overlapping tile x tile tiles of x (B, C, H, W), blended: (B, C, H, W).
+
+    fn takes and returns a batch of tiles (K, C, T, T); it is called once per image with all its tiles."""
+    if not 0 <= overlap < tile:
+        raise PlumeError(f"tile overlap must be in [0, {tile}) for tiles of {tile} pixels, got {overlap}")
+    height, width = x.shape[-2:]
+    padded = pad_to(x, tile)  # (B, C, H', W')
+    rows, cols = tile_starts(padded.shape[-2], tile, overlap), tile_starts(padded.shape[-1], tile, overlap)
+    window = tile_window(tile, x.dtype).to(x.device)  # (T, T)
+    out = []
+    for image in padded:  # (C, H', W')
+        tiles = torch.stack([image[:, r:r + tile, c:c + tile] for r in rows for c in cols])  # (K, C, T, T)
+        done = fn(tiles)  # (K, C, T, T)
+        if done.shape != tiles.shape:
+            raise PlumeError(f"the tile function returned shape {tuple(done.shape)} for tiles {tuple(tiles.shape)}")
+        total, weight = torch.zeros_like(image), torch.zeros_like(image[:1])  # (C, H', W'), (1, H', W')
+        for k, (r, c) in enumerate((r, c) for r in rows for c in cols):
+            total[:, r:r + tile, c:c + tile] += window * done[k]
+            weight[:, r:r + tile, c:c + tile] += window
+        out.append((total / weight)[:, :height, :width])  # (C, H, W)
+    return torch.stack(out)  # (B, C, H, W)
+
+
+def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
+    """How many tiles `tiled` cuts an H x W image into."""
+    return len(tile_starts(max(height, tile), tile, overlap)) * len(tile_starts(max(width, tile), tile, overlap))
+
+
+__all__ = ["tiled", "tile_starts", "tile_window", "tile_count", "pad_to"]
