@@ -9,6 +9,7 @@ import safetensors
 import torch
 
 from plume import Denoiser, PlumeError, backbone
+from plume.backbones import BACKBONES
 from plume.train import EMA, load_checkpoint, load_denoiser, read_config, save_checkpoint
 from plume.train import checkpoint as ckpt_module
 from plume.train.checkpoint import FORMAT_VERSION, build_denoiser, denoiser_config
@@ -142,7 +143,7 @@ def test_bad_json_other_version_and_missing_fields(tmp_path):
     with pytest.raises(PlumeError, match=r"has no field 'backbone\.name'"):
         read_config(tmp_path / "ck")
     config_path.write_text(json.dumps({**good, "backbone": {"name": "nope", "options": {}}}))
-    with pytest.raises(PlumeError, match=r"config\.json: unknown backbone 'nope'; valid backbones: dit, mlp, super_resolution, unet"):
+    with pytest.raises(PlumeError, match=r"config\.json: unknown backbone 'nope'; valid backbones: " + ", ".join(sorted(BACKBONES))):
         load_denoiser(tmp_path / "ck")
     wider = {**good["backbone"], "options": {**good["backbone"]["options"], "width": 32}}
     config_path.write_text(json.dumps({**good, "backbone": wider}))
