@@ -13,7 +13,8 @@ from plume import PlumeError
 from plume.cascade import super_resolve
 from plume.cli import main
 from plume.cli.upscale import upscale as upscale_command
-from plume.tasks.upscale import blend_window, piece_seed, tile_starts, upscale, upscale_pixels
+from plume.tasks.tiles import tile_window
+from plume.tasks.upscale import piece_seed, tile_starts, upscale, upscale_pixels
 from plume.train import load_denoiser
 
 INNER = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [], "norm_groups": 8, "head_channels": 16,
@@ -55,7 +56,7 @@ def test_tile_layout_covers_with_overlap_and_ends_flush():
         assert all(1 <= g <= 8 - 1 for g in gaps), f"neighbours overlap, no gap: {starts}"
     with pytest.raises(PlumeError, match="smaller than a tile"):
         tile_starts(7, 8, 2)
-    window = blend_window(6, 4)
+    window = tile_window(6, 4)
     assert window.shape == (6, 4) and bool((window > 0).all()) and window[2:4, 1:3].min() == window.max()
 
 

@@ -1,10 +1,12 @@
 """The common part of training data that conditions on the images themselves (super-resolution's low-resolution
 copies, inpainting's masked images): the wrapped image data's examples, length and evaluation attributes, no class
-labels. Subclasses add condition() and preview_condition() (plume.train.data.ConditionedData) and info()."""
+labels, its pictures. Subclasses add condition() and preview_condition() (plume.train.data.ConditionedData) and
+info()."""
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import PlumeError
@@ -34,6 +36,10 @@ class ImageConditionedData:
     def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The examples (B, C, H, W), as the wrapped data draws them (flips included)."""
         return self.data.batch(index, generator)
+
+    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
+        """The wrapped data's picture of samples x (B, C, H, W)."""
+        return self.data.render(x, title)
 
 
 __all__ = ["IMAGE_ATTRIBUTES", "ImageConditionedData"]

@@ -167,8 +167,6 @@ class InpaintingData(ImageConditionedData):
         inner = self.data.info()
         return {"kind": "inpainting", "name": inner.get("name", ""), "masks": self.family, "images": inner}
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
-        return self.data.render(x, title)
 
 
 def inpainting_data_from_info(info: dict[str, Any], source: str = "config.json") -> InpaintingData:

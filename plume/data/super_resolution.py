@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
 from ..backbones.super_resolution import (AUGMENT_MAX, SAMPLE_AUGMENT, augment_condition, downsample,
@@ -57,8 +56,6 @@ class SuperResolutionData(ImageConditionedData):
         return {"kind": "super_resolution", "name": inner.get("name", ""), "low_size": list(self.low_size),
                 "augment_max": self.augment_max, "high": inner}
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
-        return self.data.render(x, title)
 
 
 def super_resolution_data_from_info(info: dict[str, Any], source: str = "config.json") -> SuperResolutionData:

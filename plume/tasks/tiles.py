@@ -10,7 +10,7 @@ to T by mirror padding and the output cropped back.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch.nn import functional as F
@@ -29,10 +29,12 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return sorted({min(k * stride, length - tile) for k in range(count)})
 
 
-def tile_window(tile: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Blending weights (tile, tile): the outer product of sin^2(pi (i + 1/2) / tile)."""
-    w = torch.sin(math.pi * (torch.arange(tile, dtype=torch.float64) + 0.5) / tile) ** 2  # (T,)
-    return (w[:, None] * w[None, :]).to(dtype)  # (T, T)
+def tile_window(height: int, width: Optional[int] = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Blending weights (height, width) (square if width is None): the outer product of sin^2(pi (i + 1/2) / n) on
+    each axis, positive everywhere and largest at the centre."""
+    def axis(n: int) -> torch.Tensor:
+        return torch.sin(math.pi * (torch.arange(n, dtype=torch.float64) + 0.5) / n) ** 2  # (n,)
+    return (axis(height)[:, None] * axis(height if width is None else width)[None, :]).to(dtype)  # (H, W)
 
 
 def pad_to(x: torch.Tensor, tile: int) -> torch.Tensor:
@@ -53,7 +55,7 @@ def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     padded = pad_to(x, tile)  # (B, C, H', W')
     rows, cols = tile_starts(padded.shape[-2], tile, overlap), tile_starts(padded.shape[-1], tile, overlap)
-    window = tile_window(tile, x.dtype).to(x.device)  # (T, T)
+    window = tile_window(tile, dtype=x.dtype).to(x.device)  # (T, T)
     out = []
     for image in padded:  # (C, H', W')
         tiles = torch.stack([image[:, r:r + tile, c:c + tile] for r in rows for c in cols])  # (K, C, T, T)

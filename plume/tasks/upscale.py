@@ -5,8 +5,8 @@ An image of exactly the stage's low size is super-resolved directly: `upscale(sr
 `super_resolve(sr, low, [s])`. A larger image is cut into overlapping low-resolution tiles of the stage's low size
 (`tile_starts`: evenly spread, neighbours overlapping by at least `overlap` low pixels, the last tile flush with
 the border), each tile super-resolved on its own, and the high-resolution tiles blended into the canvas with a
-smooth window (`blend_window`: sin^2, positive everywhere, largest at the tile's centre, where the network saw the
-most context), normalised by the summed weights; a pixel covered by one tile is that tile's pixel.
+smooth window (plume.tasks.tiles.tile_window, shared with tiled denoising: sin^2, positive everywhere, largest
+at the tile's centre, where the network saw the most context), normalised by the summed weights; a pixel covered by one tile is that tile's pixel.
 
 Draws: a draw is a sample of the posterior p(high | low); the mean of K draws estimates the posterior mean, which
 is what PSNR rewards (softer, higher PSNR); one draw is sharper. Randomness: piece (tile j, draw k) of an image with
@@ -27,6 +27,7 @@ from ..data.images import images_to_tensor, tensor_to_images
 from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..sampling import resolve_seeds
+from .tiles import tile_window
 
 UPSCALE_DRAWS = 4  # default draws averaged: the mean beats bicubic on PSNR and SSIM where one draw may not (docs)
 UPSCALE_AUGMENT = 0.0  # a user's image is exact, not a base model's draw: condition on it as it is (docs/cascade.md)
@@ -51,13 +52,6 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
         return [0]
     n = math.ceil((length - overlap) / (tile - overlap))  # >= 2: spacing (length - tile) / (n - 1) <= tile - overlap
     return [round(k * (length - tile) / (n - 1)) for k in range(n)]
-
-
-def blend_window(height: int, width: int) -> torch.Tensor:
-    """The blending weights (height, width) of one high-resolution tile: sin^2 on each axis, > 0 everywhere."""
-    def axis(n: int) -> torch.Tensor:
-        return torch.sin(math.pi * (torch.arange(n, dtype=torch.float64) + 0.5) / n) ** 2  # (n,)
-    return (axis(height)[:, None] * axis(width)[None, :]).float()  # (height, width)
 
 
 def check_image(sr: Denoiser, low: torch.Tensor, name: str = "the image") -> tuple[int, int]:
@@ -104,7 +98,7 @@ def upscale(sr: Denoiser, low: torch.Tensor, seed: int = 0, seeds: Optional[Sequ
     overlap = min(th, tw) // 4 if overlap is None else int(overlap)
     layout = [(top, left) for top in tile_starts(h, th, overlap) for left in tile_starts(w, tw, overlap)]
     pieces = [(i, j, k) for i in range(n) for j in range(len(layout)) for k in range(draws)]
-    window = blend_window(fh * th, fw * tw)  # (fh th, fw tw)
+    window = tile_window(fh * th, fw * tw)  # (fh th, fw tw)
     canvas = torch.zeros(n, c, fh * h, fw * w)  # (N, C, H, W): weighted sum of tiles
     weight = torch.zeros(1, 1, fh * h, fw * w)  # (1, 1, H, W): summed weights
     for top, left in layout:
@@ -134,5 +128,5 @@ def upscale_pixels(sr: Denoiser, pixels: np.ndarray, seed: int = 0, **options: A
     return tensor_to_images(upscale(sr, low, seed=seed, **options))[0]  # (H, W, C)
 
 
-__all__ = ["UPSCALE_DRAWS", "UPSCALE_AUGMENT", "blend_window", "check_image", "piece_seed", "tile_starts", "upscale",
+__all__ = ["UPSCALE_DRAWS", "UPSCALE_AUGMENT", "check_image", "piece_seed", "tile_starts", "upscale",
            "upscale_pixels"]
