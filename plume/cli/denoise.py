@@ -12,6 +12,7 @@ from typing import Optional
 import click
 import torch
 
+from ..data.image_files import read_image_file
 from ..data.images import images_to_tensor, tensor_to_images
 from ..samplers import SAMPLERS
 from ..tasks.denoise import DEFAULT_METHOD, METHODS, denoise as denoise_images
@@ -19,7 +20,7 @@ from ..tasks.noise_level import estimate_level, level_from_pixels, level_to_pixe
 from ..train import load_denoiser, read_config
 from .img2img import image_run_shape, to_run_channels
 from .train import _device, set_threads
-from .upscale import read_image, write
+from .upscale import write
 
 
 @click.command("denoise")
@@ -44,7 +45,7 @@ def denoise(run: Path, image: Path, sigma: Optional[float], method: str, steps: 
     config = read_config(run)
     shape = image_run_shape(run, config, "plume denoise")
     set_threads(threads, False)
-    y = images_to_tensor(to_run_channels(read_image(image), shape[0], image)[None].copy())  # (1, C, H, W)
+    y = images_to_tensor(to_run_channels(read_image_file(image), shape[0], image)[None].copy())  # (1, C, H, W)
     if sigma is None:
         level = float(estimate_level(y)[0])
         click.echo(f"estimated noise std: {level_to_pixels(level):.2f} (of 255); give --sigma to set it")

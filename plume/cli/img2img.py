@@ -16,7 +16,7 @@ import click
 import numpy as np
 import torch
 
-from ..data.image_files import fit_square, set_channels
+from ..data.image_files import fit_square, read_image_file, set_channels
 from ..data.image_grid import save_image_grid
 from ..data.images import images_to_tensor, tensor_to_images
 from ..errors import PlumeError
@@ -27,7 +27,7 @@ from ..train import load_denoiser, read_config
 from .cascade import refuse_stage_alone
 from .sample import _class_labels, prompt_tokens
 from .train import _device, set_threads
-from .upscale import read_image, write
+from .upscale import write
 
 
 def image_run_shape(run: Path, config: dict[str, Any], command: str, allow: tuple[str, ...] = ()) -> tuple[int, int, int]:
@@ -57,7 +57,7 @@ def to_run_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray
 
 def guide_for_run(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
     """The image at `path` as a guide (1, C, H, W) in [-1, 1] of the run's shape (converted and resized, with notes)."""
-    pixels = to_run_channels(read_image(path), shape[0], path)  # (h, w, C)
+    pixels = to_run_channels(read_image_file(path), shape[0], path)  # (h, w, C)
     if pixels.shape[:2] != shape[1:]:
         click.echo(f"note: {path} is {pixels.shape[1]}x{pixels.shape[0]}; the run makes {shape[2]}x{shape[1]} "
                    f"images: its central square is resized to that (Lanczos)", err=True)

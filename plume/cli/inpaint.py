@@ -11,6 +11,7 @@ import torch
 
 from ..backbones.image_conditioned import ImageConditioned
 from ..data.image_grid import save_image_grid
+from ..data.image_files import read_image_file
 from ..data.images import images_to_tensor, tensor_to_images
 from ..data.masks import InpaintingData, is_inpainting, read_mask
 from ..errors import PlumeError
@@ -65,10 +66,9 @@ def read_inputs(run: Path, config: dict[str, Any], image: Path, mask: Path,
                 white: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The image (1, C, H, W) in [-1, 1] and keep (1, 1, H, W), checked against the run's image shape."""
     from .img2img import image_run_shape, to_run_channels  # here: plume.cli.train imports this module
-    from .upscale import read_image
 
     channels, height, width = image_run_shape(run, config, "plume inpaint", allow=("inpainting",))
-    pixels = np.array(to_run_channels(read_image(image), channels, image))  # (h, w, C), writable
+    pixels = np.array(to_run_channels(read_image_file(image), channels, image))  # (h, w, C), writable
     if pixels.shape[:2] != (height, width):
         raise PlumeError(f"--image {image}: the image is {pixels.shape[1]}x{pixels.shape[0]} (width x height) but "
                          f"{run} makes {width}x{height} images; give an image of exactly that size (the mask is "

@@ -10,7 +10,7 @@ import click
 import numpy as np
 from PIL import Image
 
-from ..data.image_files import pil_to_array
+from ..data.image_files import read_image_file
 from ..data.image_grid import save_image_grid
 from ..data.images import images_to_tensor
 from ..data.super_resolution import stage_of
@@ -19,18 +19,6 @@ from ..samplers import SAMPLERS
 from ..tasks.upscale import UPSCALE_AUGMENT, UPSCALE_DRAWS, check_image, upscale_pixels
 from ..train import load_denoiser, read_config
 from .train import _device, set_threads
-
-
-def read_image(path: Path) -> np.ndarray:
-    """The image file at path as uint8 (H, W, C), C = 1 for gray modes, else 3; an error naming the file."""
-    try:
-        with Image.open(path) as image:
-            image.seek(0)
-            return np.array(pil_to_array(image))  # (H, W, C), writable
-    except FileNotFoundError:
-        raise PlumeError(f"--image {path}: no such file") from None
-    except (OSError, ValueError, SyntaxError) as error:  # PIL's decoders raise these for broken files
-        raise PlumeError(f"cannot read image {path}: {type(error).__name__}: {error}") from None
 
 
 def check_stage(run: Path) -> None:
@@ -83,7 +71,7 @@ def upscale(run: Path, image: Path, out: Path, draws: int, augment: float, sampl
     try:
         set_threads(threads, False)
         check_stage(run)
-        low = read_image(image)  # (h, w, C)
+        low = read_image_file(image)  # (h, w, C)
         sr = load_denoiser(run, ema=weights == "ema", device=_device(device))
         check_image(sr, images_to_tensor(low[None]), name=f"--image {image}")
         high = upscale_pixels(sr, low, seed=seed, draws=draws, augment=augment, sampler=sampler, steps=steps,

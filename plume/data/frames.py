@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-from PIL import Image
 
 from ..errors import PlumeError
-from .image_files import IMAGE_EXTENSIONS, fit_square, pil_to_array, set_channels
+from .image_files import IMAGE_EXTENSIONS, fit_square, read_image_file, set_channels
 
 MIN_FRAMES = 2
 
@@ -45,13 +44,7 @@ def read_frames(folder: Union[str, Path], channels: Optional[str] = None,
     files of each size); channels "rgb"/"gray" (default: rgb if any frame is colour); image_size: resize and
     centre-crop each frame to a square of that side (plume.data.image_files.fit_square)."""
     paths = frame_paths(folder)
-    arrays = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                arrays.append(pil_to_array(image))  # (H, W, C)
-        except (OSError, ValueError) as error:
-            raise PlumeError(f"cannot read frame {path}: {type(error).__name__}: {error}") from error
+    arrays = [read_image_file(path, "frame") for path in paths]  # (H, W, C) each
     check_one_size(arrays, paths)
     if image_size is not None:
         arrays = [fit_square(a, int(image_size)) for a in arrays]

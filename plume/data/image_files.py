@@ -63,6 +63,19 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
     return out[..., None] if gray else out
 
 
+def read_image_file(path: Path, kind: str = "image") -> np.ndarray:
+    """The image file at path as uint8 (H, W, C), C = 1 for gray modes, else 3 (an animation's first frame); a
+    PlumeError naming the file (and calling it `kind`) if it is missing or cannot be decoded."""
+    try:
+        with Image.open(path) as image:
+            image.seek(0)
+            return np.array(pil_to_array(image))  # (H, W, C), writable
+    except FileNotFoundError:
+        raise PlumeError(f"{path}: no such file") from None
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's decoders raise these for broken files
+        raise PlumeError(f"cannot read {kind} {path}: {type(error).__name__}: {error}") from None
+
+
 def fit_square(pixels: np.ndarray, size: int) -> np.ndarray:
     """pixels (H, W, C) uint8 -> (size, size, C): the central square resized with Lanczos; unchanged if already so."""
     h, w, c = pixels.shape
