@@ -20,6 +20,7 @@ from plume.denoiser import Denoiser
 from plume.errors import PlumeError
 from plume.tasks.interpolate import draw_seed, interpolate, interpolate_sequence, positions_between
 from plume.train import draw_micro_batch
+from plume.train.data import ConditionedData, PairedData
 
 TINY = {"channels": [8, 16], "blocks_per_level": 1, "attention_levels": [], "head_channels": 8, "norm_groups": 4,
         "embed_features": 16}
@@ -67,7 +68,7 @@ def test_condition_comes_from_the_same_draw_as_x0(model):
     frames = [data.frames[i] for i in range(len(data))]
     for start, stop in ((0, 40), (8, 40), (16, 33)):  # one process, and the shares of ranks of a split batch
         batch = draw_micro_batch(data, model, 40, seed=7, step=3, micro=0, start=start, stop=stop)
-        cond = data.condition(batch.x0, torch.Generator(), start, 40)
+        cond = batch.cond  # drawn with x0 (PairedData)
         assert cond.shape == (stop - start, 7, 16, 16)
         for x0, c in zip(batch.x0, cond):
             v = next(f for f in frames if any(torch.equal(f[i], x0) for i in range(len(f))))
@@ -75,9 +76,8 @@ def test_condition_comes_from_the_same_draw_as_x0(model):
             assert ia < im < ib and ib - ia <= 4
             assert torch.allclose(c[6], torch.full((16, 16), (im - ia) / (ib - ia)))
     again = draw_micro_batch(data, model, 40, seed=7, step=3, micro=0, start=16, stop=33)
-    assert torch.equal(again.x0, batch.x0)  # a function of (seed, step, micro-batch)
-    with pytest.raises(PlumeError, match="not drawn by batch"):
-        data.condition(torch.zeros(2, 3, 16, 16), torch.Generator(), 0, 2)
+    assert torch.equal(again.x0, batch.x0) and torch.equal(again.cond, batch.cond)  # functions of (seed, step, micro)
+    assert isinstance(data, PairedData) and not isinstance(data, ConditionedData)
 
 
 def test_interpolate_shapes_seeds_and_draws(model):

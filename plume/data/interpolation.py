@@ -2,11 +2,9 @@
 (x0) given cond = [A, B, tau] (plume.backbones.ImageConditioned, K = 2C + 1), tau in (0, 1) being where the middle
 frame lies between A and B (a constant channel), so one model makes any in-between frame.
 
-An example is a video (the trainer's index) and a triple drawn in `batch` from the trainer's generator: a gap
-g in [2, max_gap] between A and B, A's frame a, and the middle frame a + m, m in [1, g - 1], tau = m / g. The
-trainer then asks `condition(x0, ...)` for the conditioning of the same rows (plume.train.data.ConditionedData)
-without their indices, so `batch` keeps each draw's conditioning and `condition` returns the rows whose middle
-frames are exactly x0 (checked, never assumed): x0 and cond of a row always come from one draw, a function of
+An example is a video (the trainer's index) and a triple drawn in `batch_with_condition` from the trainer's
+generator: a gap g in [2, max_gap] between A and B, A's frame a, and the middle frame a + m, m in [1, g - 1],
+tau = m / g. The frame and its conditioning come from that one draw (plume.train.data.PairedData), a function of
 the trainer's (seed, step, micro-batch, block) generator, so resumed runs see the same triples.
 
 Sources: "moving-shapes" (plume.data.moving_shapes, its "train" split), or a folder of frames / of one subfolder of
@@ -27,7 +25,6 @@ from .images import images_to_tensor, tensor_to_images
 from .moving_shapes import COUNT, FRAMES, MOVING_SHAPES, SIZE, moving_shapes
 
 MAX_GAP = 4  # A and B at most this many frames apart in training (k = 3 in-between frames)
-PENDING_ROWS = 4096  # draws kept for `condition`; a micro-batch block is far smaller
 
 
 def interpolation_condition(a: torch.Tensor, b: torch.Tensor, tau: "torch.Tensor | float") -> torch.Tensor:
@@ -58,13 +55,12 @@ class FrameTriples:
         self.max_gap = int(max_gap)
         self.shape, self.labels = tuple(self.frames[0].shape[1:]), None
         self._info = dict(info or {"name": "videos"})
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._preview: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def triples(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_with_condition(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0 (B, C, H, W), cond (B, 2C + 1, H, W)) for videos `index` (B,), gaps and frames drawn from generator."""
         u = torch.rand(len(index), 3, generator=generator, device=generator.device).cpu().double()  # (B, 3)
         length = self.lengths[index.cpu()]  # (B,)
@@ -78,32 +74,13 @@ class FrameTriples:
         return x0, interpolation_condition(a, b, step.float() / gap.float())  # (B, C, H, W), (B, 2C + 1, H, W)
 
     def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The middle frames x0 (B, C, H, W) of triples drawn for videos `index`; their conditioning is kept for
-        `condition`."""
-        x0, cond = self.triples(index, generator)
-        self._pending.append((x0, cond))
-        while sum(len(x) for x, _ in self._pending) > PENDING_ROWS:
-            self._pending.pop(0)
-        return x0
-
-    def condition(self, x0: torch.Tensor, generator: torch.Generator, start: int, batch_size: int) -> torch.Tensor:
-        """cond (b, 2C + 1, H, W) of the rows x0 (b, C, H, W) that `batch` drew since the last call: the last run of
-        consecutive drawn rows equal to x0 (the trainer's micro-batch, blocks concatenated)."""
-        if not self._pending:
-            raise PlumeError("FrameTriples.condition: no triples drawn; call batch() for these rows first")
-        drawn = torch.cat([x for x, _ in self._pending])  # (R, C, H, W)
-        conds = torch.cat([c for _, c in self._pending])  # (R, 2C + 1, H, W)
-        x0, b = x0.cpu(), len(x0)
-        for offset in range(len(drawn) - b, -1, -1):
-            if torch.equal(drawn[offset:offset + b], x0):
-                self._pending.clear()
-                return conds[offset:offset + b]  # (b, 2C + 1, H, W)
-        raise PlumeError(f"FrameTriples.condition: these {b} frames were not drawn by batch(); the conditioning "
-                         f"of a row must come from the same draw as its frame")
+        """The middle frames x0 (B, C, H, W) of triples drawn for videos `index` (the trainer asks
+        batch_with_condition, which also gives their conditioning)."""
+        return self.batch_with_condition(index, generator)[0]
 
     def preview_condition(self, n: int, seed: int) -> torch.Tensor:
         """cond (n, 2C + 1, H, W) for the trainer's preview: triples of videos 0, 1, ..., drawn with `seed`."""
-        _, cond = self.triples(torch.arange(n) % len(self), torch.Generator().manual_seed(int(seed)))
+        _, cond = self.batch_with_condition(torch.arange(n) % len(self), torch.Generator().manual_seed(int(seed)))
         self._preview = cond
         return cond
 

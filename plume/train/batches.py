@@ -20,7 +20,7 @@ import torch
 from ..denoiser import Denoiser
 from ..guidance import null_condition
 from ..objective import sample_times
-from .data import TrainingData
+from .data import PairedData, TrainingData
 
 RNG_BLOCK = 16
 
@@ -34,13 +34,15 @@ def step_generator(seed: int, step: int, micro: int = 0, *block: int) -> torch.G
 @dataclass
 class MicroBatch:
     """Examples [start, stop) of a micro-batch: clean data x0 (b, ...), times t (b,), noise like x0, labels (b,)
-    or None, and the seed for dropout's global generator."""
+    or None, the seed for dropout's global generator, and the conditioning drawn with the examples (b, ...) for
+    PairedData (else None)."""
 
     x0: torch.Tensor
     t: torch.Tensor
     noise: torch.Tensor
     labels: Optional[torch.Tensor]
     dropout_seed: int
+    cond: Optional[torch.Tensor] = None
 
 
 def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, seed: int, step: int, micro: int,
@@ -56,16 +58,22 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
     g = step_generator(seed, step, micro)
     index = torch.randint(len(data), (batch_size,), generator=g)  # (B,) the whole micro-batch's examples
     dropout_seed = int(torch.randint(2**62, (), generator=g))
-    xs, ts, noises, labels = [], [], [], []
+    paired = isinstance(data, PairedData)
+    xs, ts, noises, labels, conds = [], [], [], [], []
     for block in range(start // RNG_BLOCK, -(-stop // RNG_BLOCK)):
         lo, hi = max(start, block * RNG_BLOCK), min(stop, (block + 1) * RNG_BLOCK)
         gb = step_generator(seed, step, micro, block)
         full = slice(block * RNG_BLOCK, min(batch_size, (block + 1) * RNG_BLOCK))  # the whole block's examples
-        x = data.batch(index[full], gb)  # (b_block, ...)
+        if paired:
+            x, cond = data.batch_with_condition(index[full], gb)  # (b_block, ...), (b_block, ...)
+        else:
+            x = data.batch(index[full], gb)  # (b_block, ...)
         t = sample_times(denoiser.time_sampling, denoiser.process, len(x), gb)  # (b_block,)
         noise = torch.randn(x.shape, generator=gb, dtype=x.dtype)  # (b_block, ...)
         keep = slice(lo - full.start, hi - full.start)  # this range's part of the block
         xs.append(x[keep]), ts.append(t[keep]), noises.append(noise[keep])
+        if paired:
+            conds.append(cond[keep])
         if labelled:
             c = data.labels[index[full]]  # (b_block,) labels or (b_block, T) token ids
             if label_dropout > 0:
@@ -73,4 +81,4 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
                 c = torch.where(drop.view(-1, *[1] * (c.ndim - 1)), null_condition(denoiser, len(c), c.device), c)
             labels.append(c[keep])
     return MicroBatch(torch.cat(xs), torch.cat(ts), torch.cat(noises), torch.cat(labels) if labelled else None,
-                      dropout_seed)
+                      dropout_seed, torch.cat(conds) if paired else None)

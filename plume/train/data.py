@@ -48,6 +48,19 @@ class ConditionedData(Protocol):
         """cond (n, ...) for the trainer's n preview samples, a function of `seed`."""
 
 
+@runtime_checkable
+class PairedData(Protocol):
+    """Training data that draws each example together with its conditioning input (e.g. frame interpolation: a
+    middle frame and the two frames around it, plume.data.interpolation): the trainer passes the pair's cond to the
+    backbone, so x0 and cond of a row always come from one draw."""
+
+    def batch_with_condition(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0 (B, ...), cond (B, ...)) of the examples at `index` (B,), any randomness drawn from `generator`."""
+
+    def preview_condition(self, n: int, seed: int) -> torch.Tensor:
+        """cond (n, ...) for the trainer's n preview samples, a function of `seed`."""
+
+
 class TensorData:
     """In-memory examples (N, ...) with optional labels (N,): batches are plain indexing."""
 

@@ -39,7 +39,7 @@ from ..errors import PlumeError
 from ..sampling import sample
 from .checkpoint import CHECKPOINT, build_denoiser, check_state, denoiser_config, find_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from .batches import draw_micro_batch, step_generator
-from .data import ConditionedData, TrainingData, as_training_data
+from .data import ConditionedData, PairedData, TrainingData, as_training_data
 from .distributed import SINGLE, Distributed, from_environment, rank_device
 from .sharding import full_state, full_tensor, optimizer_state_like, shard_backbone, sharded_like
 from .ema import EMA
@@ -200,6 +200,8 @@ def train_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, data: Train
         if isinstance(data, ConditionedData):  # cond made from the examples themselves (e.g. low-resolution copies)
             c = data.condition(batch.x0, step_generator(config.seed, step, micro, CONDITION_STREAM), start,
                                config.batch_size).to(device)
+        elif batch.cond is not None:  # cond drawn with the examples (PairedData, e.g. frame interpolation)
+            c = batch.cond.to(device)
         last = micro == config.accumulate - 1
         with gradient_sync(loss_module, last or not place.active), torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
             torch.manual_seed((batch.dropout_seed + place.rank) % 2**63)  # dropout's randomness, per micro-batch
@@ -397,7 +399,7 @@ def preview(denoiser: Denoiser, ema: EMA, data: TrainingData, config: TrainConfi
     ema.copy_to(model.backbone)
     device = next(model.parameters()).device
     cond = data.preview_condition(config.sample_count, config.seed).to(device) \
-        if isinstance(data, ConditionedData) else None
+        if isinstance(data, (ConditionedData, PairedData)) else None
     fn = model if cond is None else (lambda x_t, t: model(x_t, t, cond))
     x = sample(fn, model.process, (config.sample_count, *data.shape), sampler=config.sampler,
                steps=config.sample_steps, prediction="x0", seed=config.seed, device=device, progress=False)
