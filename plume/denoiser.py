@@ -4,6 +4,12 @@ The backbone sees the input scaled to unit variance, c_in = 1 / sqrt(sigma^2 + a
 level c_noise = ln(s) / 4 with s = sigma / alpha (Karras et al. 2022, Table 1, written for any process),
 so backbones know nothing of schedules. The loss is w(t) ||x0_hat - x0||^2 computed in the prediction's
 output space, where it is (w / output_weight) ||out - target||^2 (see plume.objective).
+
+Residual denoising: a backbone with a method `offset(x_t, cond) -> m (B, ...)` (a guess of x0 from the
+conditioning alone, e.g. super-resolution's upsampled low-resolution image) makes the denoiser model the residual
+r = x0 - m instead of x0 (SRDiff, Li et al. 2022, sec. 3.2; Whang et al. 2022, "predict and refine"): since
+x_t - alpha m = alpha r + sigma eps, D(x_t, t) = m + D_r(x_t - alpha m, t), and the loss on r equals the loss on
+x0. sigma_data is then the residual's standard deviation, and a model that learned nothing returns m itself.
 """
 from __future__ import annotations
 
@@ -52,9 +58,18 @@ class Denoiser(nn.Module):
         c_noise = 0.25 * torch.log(sigma / alpha)  # (B,)
         return self.backbone(append_dims(c_in, x_t) * x_t, c_noise, cond)
 
+    def offset(self, x_t: torch.Tensor, cond: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The backbone's guess m (B, ...) of x0 from the conditioning (residual denoising), or None."""
+        guess = getattr(self.backbone, "offset", None)
+        return None if guess is None else guess(x_t, cond)
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
-        return self.prediction.to_x0(self.network_output(x_t, t, cond), x_t, self.process, t)
+        m = self.offset(x_t, cond)  # (B, ...) or None
+        if m is None:
+            return self.prediction.to_x0(self.network_output(x_t, t, cond), x_t, self.process, t)
+        x_r = x_t - append_dims(self.process.alpha(t), x_t) * m  # = alpha r + sigma eps
+        return m + self.prediction.to_x0(self.network_output(x_r, t, cond), x_r, self.process, t)
 
     def loss(self, x0: torch.Tensor, generator: Optional[torch.Generator] = None, cond: Optional[torch.Tensor] = None,
              t: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -65,6 +80,8 @@ class Denoiser(nn.Module):
         t = t.to(device=x0.device, dtype=x0.dtype)
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu" if generator is None else generator.device).to(x0.device)
+        m = self.offset(x0, cond)  # (B, ...) or None: the loss is then the residual's, equal to x0's
+        x0 = x0 if m is None else x0 - m
         x_t = self.process.add_noise(x0, t, noise)
         out = self.network_output(x_t, t, cond)
         target = self.prediction.target(x0, noise, self.process, t)

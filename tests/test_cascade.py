@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from plume import Denoiser, PlumeError
 from plume.backbones import backbone, backbone_name
-from plume.backbones.super_resolution import SuperResolution, augment_condition, downsample, random_augmentation
+from plume.backbones.super_resolution import (SuperResolution, augment_condition, downsample, random_augmentation,
+                                              residual_std)
 from plume.cascade import check_chain, sample_cascade, stage_seed, super_resolve
 from plume.cli import main
 from plume.data import load_image_data
@@ -56,6 +57,47 @@ def test_wrapper_shapes_and_conditioning_channels():
     torch.testing.assert_close(cl, out, rtol=1e-4, atol=1e-5)
     dit = sr_net(inner="dit")
     assert dit.inner.options()["image_size"] == [16, 16] and dit(x, n, low).shape == (2, 3, 16, 16)
+
+
+class Residualless(torch.nn.Module):
+    """The same network as a residual stage, without its offset: what the residual stage must reduce to."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, noise_level, cond=None):
+        return self.net(x, noise_level, cond)
+
+
+@pytest.mark.parametrize("process", ["edm", "vp"])
+def test_residual_stage_denoises_the_residual_to_the_upsampled_condition(process):
+    net = perturb(sr_net())
+    assert net.residual and net.options()["residual"] is True
+    sr = Denoiser(net, process, "edm" if process == "edm" else "eps", sigma_data=0.1)
+    plain = Denoiser(Residualless(net), process, "edm" if process == "edm" else "eps", sigma_data=0.1)
+    high, cond = torch.rand(3, 3, 16, 16) * 2 - 1, augment_condition(torch.randn(3, 3, 8, 8), 0.2)
+    up = torch.nn.functional.interpolate(cond[:, :3], size=(16, 16), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(net.offset(high, cond), up)
+    t = torch.tensor([0.3, 0.6, 0.9]) if process == "vp" else torch.tensor([0.05, 0.5, 5.0])
+    x_t = torch.randn(3, 3, 16, 16)
+    alpha = sr.process.alpha(t)[:, None, None, None]
+    # x_t - alpha up = alpha r + sigma eps: the residual's noisy image; D = up + D_r (plume.denoiser)
+    torch.testing.assert_close(sr(x_t, t, cond), up + plain(x_t - alpha * up, t, cond))
+    noise = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(sr.loss(high, cond=cond, t=t, noise=noise),
+                               plain.loss(high - up, cond=cond, t=t, noise=noise))
+    assert not torch.allclose(sr.loss(high, cond=cond, t=t, noise=noise),
+                              plain.loss(high, cond=cond, t=t, noise=noise)), "the offset changes the loss"
+    off = backbone("super_resolution", low_size=8, high_size=16, in_channels=3, inner_options=INNER, residual=False)
+    assert off.offset(high, cond) is None and Denoiser(off, process).offset(high, cond) is None
+
+
+def test_residual_std_is_the_rms_of_what_bicubic_misses():
+    smooth = torch.ones(2, 1, 16, 16) * 0.3
+    assert residual_std(smooth, 8) == pytest.approx(0.0, abs=1e-6)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1  # (16, 16) +-1
+    assert residual_std(checker.expand(2, 1, 16, 16), 8) == pytest.approx(1.0, abs=1e-6)  # area-downsampled to 0
 
 
 def test_augmentation_is_a_function_of_the_generator_and_level_zero_is_exact():
@@ -186,6 +228,10 @@ def cli_runs(tmp_path_factory):
 def test_cli_chains_a_base_and_a_super_resolution_run(cli_runs, tmp_path):
     config = read_config(cli_runs / "sr")
     assert config["backbone"]["name"] == "super_resolution" and config["data"]["augment_max"] == 0.3
+    assert config["backbone"]["options"]["residual"] is True
+    high = load_image_data("shapes", image_size=16, limit=16, seed=0).batch(torch.arange(16), torch.Generator())
+    assert config["denoiser"]["sigma_data"] == pytest.approx(residual_std(high, 8), abs=1e-4), \
+        "a new stage's sigma_data is its residual's"
     out = run("sample", cli_runs / "base8", "--then", cli_runs / "sr", "--n", 3, "--steps", 2, "--out", tmp_path / "c.npz")
     assert "cascade" in out and (tmp_path / "c.png").exists()
     arrays = np.load(tmp_path / "c.npz")

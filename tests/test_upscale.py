@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from plume import PlumeError
-from plume.cascade import super_resolve
+from plume.cascade import POSTERIOR_LEVEL, stage_seed, super_resolve, super_resolve_mean
 from plume.cli import main
 from plume.cli.upscale import upscale as upscale_command
 from plume.tasks.tiles import tile_window
@@ -62,17 +62,37 @@ def test_tile_layout_covers_with_overlap_and_ends_flush():
 
 def test_exact_size_is_super_resolve(sr):
     low = lows(2, 8, 8)
-    got = upscale(sr, low, seeds=[5, 9], draws=1, steps=STEPS)
+    got = upscale(sr, low, seeds=[5, 9], estimate="sample", draws=1, steps=STEPS)
     want = super_resolve(sr, low, [5, 9], augment=0.0, steps=STEPS)
     assert got.shape == (2, 3, 16, 16)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-    other = upscale(sr, low, seeds=[6, 9], draws=1, steps=STEPS)
+    other = upscale(sr, low, seeds=[6, 9], estimate="sample", draws=1, steps=STEPS)
     assert (other[0] - got[0]).abs().max() > 1e-3 and torch.allclose(other[1], got[1], atol=1e-5), "seed per image"
+
+
+def test_the_default_estimate_is_one_denoiser_call_at_the_posterior_level(sr):
+    low = lows(2, 8, 8, seed=4)
+    got = upscale(sr, low, seeds=[5, 9])  # estimate="mean"
+    assert got.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(got, super_resolve_mean(sr, low, [5, 9]), rtol=0, atol=1e-6)
+    # by hand: x_t = alpha (up(low) + s eps), eps from the image's stage-2 seed; D(x_t, t(s), low)
+    s = torch.tensor(POSTERIOR_LEVEL, dtype=torch.float64)
+    t = sr.process.time_of_sigma_ratio(s).float()
+    up = torch.nn.functional.interpolate(low, size=(16, 16), mode="bicubic", align_corners=False)
+    eps = torch.stack([torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(stage_seed(k, 2)))
+                       for k in (5, 9)])  # (2, 3, 16, 16)
+    with torch.no_grad():
+        want = sr(float(sr.process.alpha(t)) * (up + POSTERIOR_LEVEL * eps), t.expand(2), low).clamp(-1, 1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert (got - upscale(sr, low, seeds=[5, 9], estimate="sample", steps=STEPS)).abs().max() > 1e-3
+    assert (got - upscale(sr, low, seeds=[5, 9], level=0.5)).abs().max() > 1e-4, "the level reaches the call"
+    with pytest.raises(PlumeError, match="unknown estimate"):
+        upscale(sr, low, estimate="median")
 
 
 def test_tiles_partitioning_the_image_reproduce_the_untiled_stage(sr):
     low = lows(1, 16, 24, seed=1)  # 2 x 3 tiles of 8 x 8 with no overlap
-    got = upscale(sr, low, seed=4, draws=1, steps=STEPS, overlap=0)
+    got = upscale(sr, low, seed=4, estimate="sample", draws=1, steps=STEPS, overlap=0)
     assert got.shape == (1, 3, 32, 48)
     layout = [(top, left) for top in (0, 8) for left in (0, 8, 16)]
     tiles = torch.stack([low[0, :, t:t + 8, l:l + 8] for t, l in layout])  # (6, 3, 8, 8)
@@ -83,7 +103,7 @@ def test_tiles_partitioning_the_image_reproduce_the_untiled_stage(sr):
 
 def test_overlapping_tiles_blend_only_where_they_overlap(sr):
     low = lows(1, 8, 14, seed=2)  # tiles at columns 0 and 6: low columns 6, 7 are shared
-    got = upscale(sr, low, seed=1, draws=1, steps=STEPS, overlap=2)[0]  # (3, 16, 28)
+    got = upscale(sr, low, seed=1, estimate="sample", draws=1, steps=STEPS, overlap=2)[0]  # (3, 16, 28)
     want = super_resolve(sr, torch.stack([low[0, :, :, :8], low[0, :, :, 6:]]), [piece_seed(1, 0, 0),
                          piece_seed(1, 1, 0)], augment=0.0, steps=STEPS)  # (2, 3, 16, 16)
     torch.testing.assert_close(got[:, :, :12], want[0, :, :, :12], rtol=0, atol=1e-5)
@@ -95,17 +115,18 @@ def test_overlapping_tiles_blend_only_where_they_overlap(sr):
 
 def test_draws_average_to_the_mean_of_single_draws(sr):
     low = lows(1, 8, 12, seed=3)  # two tiles
-    mean = upscale(sr, low, seed=7, draws=3, steps=STEPS)
+    mean = upscale(sr, low, seed=7, estimate="sample", draws=3, steps=STEPS)
     singles = []
     for k in range(3):
         tiles = torch.stack([low[0, :, :, :8], low[0, :, :, 4:]])
         singles.append(super_resolve(sr, tiles, [piece_seed(7, j, k) for j in range(2)], augment=0.0, steps=STEPS))
-    one = upscale(sr, low, seed=7, draws=1, steps=STEPS)
+    one = upscale(sr, low, seed=7, estimate="sample", draws=1, steps=STEPS)
     assert (mean - one).abs().max() > 1e-3, "more draws change the result"
     draws = torch.stack(singles).mean(0)  # (2, 3, 16, 16)
     torch.testing.assert_close(mean[0, :, :, :8], draws[0, :, :, :8], rtol=0, atol=1e-5)
     torch.testing.assert_close(mean[0, :, :, 16:], draws[1, :, :, 8:], rtol=0, atol=1e-5)
-    batched = upscale(sr, torch.cat([lows(1, 8, 12, seed=9), low]), seeds=[0, 7], draws=3, steps=STEPS, batch_size=4)
+    batched = upscale(sr, torch.cat([lows(1, 8, 12, seed=9), low]), seeds=[0, 7], estimate="sample", draws=3,
+                      steps=STEPS, batch_size=4)
     torch.testing.assert_close(batched[1], mean[0], rtol=0, atol=1e-5)
 
 
@@ -127,6 +148,10 @@ def test_cli_writes_the_upscaled_image_and_the_comparison(sr_run, sr, tmp_path):
     np.testing.assert_array_equal(high, upscale_pixels(sr, pixels, seed=3, draws=2, steps=STEPS))
     compare = np.asarray(Image.open(tmp_path / "high-compare.png"))
     assert compare.shape[1] > 2 * 24
+    invoke(sr_run, "--image", tmp_path / "low.png", "--out", tmp_path / "sharp.png", "--estimate", "sample",
+           "--steps", STEPS, "--seed", 3, "--threads", 1, "--quiet")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "sharp.png")),
+                                  upscale_pixels(sr, pixels, seed=3, estimate="sample", steps=STEPS))
 
 
 def test_cli_bad_input_names_the_problem(sr_run, tmp_path):

@@ -15,6 +15,11 @@ and told s; at sampling a fixed s is chosen, so the model can treat the base mod
 trained to see through. `augment_condition` packs (z, s) into cond as (B, C + 1, h, w): the last channel holds s.
 A plain image (B, C, h, w) as cond means s = 0 (the conditioning taken as exact).
 
+Residual (default): `offset(x, cond)` returns the upsampled conditioning, so the Denoiser models the residual
+high - up(low) (plume.denoiser, residual denoising; SRDiff, Li et al. 2022): an untrained stage returns the
+bicubic upsampling, and training only has to add what bicubic misses. The stage's sigma_data is then the
+residual's standard deviation (`residual_std`). residual=False models the high-resolution image itself (SR3).
+
 Low-resolution training inputs are area (box-filter) downsamplings of the high-resolution images (`downsample`),
 which for integer factors is the antialiased average of each block of pixels.
 """
@@ -59,6 +64,13 @@ def augment_condition(low: torch.Tensor, level: "float | torch.Tensor", noise: O
     return torch.cat([z, level[:, None, None, None].expand(b, 1, *low.shape[2:])], dim=1)  # (B, C + 1, h, w)
 
 
+def residual_std(high: torch.Tensor, low_size: Union[int, Sequence[int]], upsample: str = "bicubic") -> float:
+    """The root mean square of high - up(downsample(high)) over images high (B, C, H, W): a residual stage's
+    sigma_data (its data are these residuals)."""
+    up = F.interpolate(downsample(high, low_size), size=high.shape[2:], mode=upsample, align_corners=False)
+    return float((high - up).float().pow(2).mean().sqrt())
+
+
 def random_augmentation(low: torch.Tensor, augment_max: float, generator: torch.Generator) -> torch.Tensor:
     """Training's cond (B, C + 1, h, w): low (B, C, h, w) noised at s ~ U[0, augment_max] per row, both drawn from
     `generator` (levels first, then noise), so the result is a function of the generator's seed."""
@@ -72,12 +84,12 @@ class SuperResolution(nn.Module):
 
     def __init__(self, low_size: Union[int, Sequence[int]], high_size: Union[int, Sequence[int]], in_channels: int = 3,
                  inner: str = "unet", inner_preset: Optional[str] = None, inner_options: Optional[dict[str, Any]] = None,
-                 upsample: str = "bicubic"):
+                 upsample: str = "bicubic", residual: bool = True):
         super().__init__()
         if upsample not in UPSAMPLING:
             raise PlumeError(f"unknown upsample mode {upsample!r}; valid: {', '.join(UPSAMPLING)}")
         self.low_size, self.high_size = size_pair(low_size, "low_size"), size_pair(high_size, "high_size")
-        self.in_channels, self.upsample = int(in_channels), upsample
+        self.in_channels, self.upsample, self.residual = int(in_channels), upsample, bool(residual)
         if self.in_channels < 1 or self.low_size[0] >= self.high_size[0] or self.low_size[1] >= self.high_size[1]:
             raise PlumeError(f"SuperResolution needs in_channels >= 1 and low_size smaller than high_size on both sides; "
                              f"got in_channels={in_channels}, low_size={self.low_size}, high_size={self.high_size}")
@@ -90,11 +102,20 @@ class SuperResolution(nn.Module):
         inner = inner_options(self.inner)
         return {"low_size": list(self.low_size), "high_size": list(self.high_size), "in_channels": self.in_channels,
                 "inner": self.inner_name,
-                "inner_preset": None, "inner_options": inner, "upsample": self.upsample}
+                "inner_preset": None, "inner_options": inner, "upsample": self.upsample,
+                "residual": self.residual}
+
+    def upsampled(self, x: torch.Tensor, cond: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(up (B, C, H, W), level (B,)): the conditioning upsampled to x's size in x's dtype, and its level."""
+        low, level = self.split_condition(x, cond)  # (B, C, h, w), (B,)
+        return F.interpolate(low.to(x.dtype), size=x.shape[2:], mode=self.upsample, align_corners=False), level
+
+    def offset(self, x: torch.Tensor, cond: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The residual stage's guess of x0 (B, C, H, W): the upsampled conditioning; None if not residual."""
+        return self.upsampled(x, cond)[0] if self.residual else None
 
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
-        low, level = self.split_condition(x, cond)  # (B, C, h, w), (B,)
-        up = F.interpolate(low.to(x.dtype), size=x.shape[2:], mode=self.upsample, align_corners=False)  # (B, C, H, W)
+        up, level = self.upsampled(x, cond)  # (B, C, H, W), (B,)
         s = level.to(x.dtype)[:, None, None, None].expand(x.shape[0], 1, *x.shape[2:])  # (B, 1, H, W)
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
             else torch.contiguous_format

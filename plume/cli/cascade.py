@@ -7,8 +7,9 @@ from typing import Any, Optional
 
 import click
 import numpy as np
+import torch
 
-from ..backbones.super_resolution import AUGMENT_MAX
+from ..backbones.super_resolution import AUGMENT_MAX, residual_std
 from ..cascade import check_chain, sample_cascade
 from ..data.image_grid import save_image_grid
 from ..data.images import tensor_to_images
@@ -16,11 +17,14 @@ from ..data.super_resolution import SuperResolutionData, stage_of
 from ..errors import PlumeError
 from ..train import load_denoiser, read_config
 
+RESIDUAL_SAMPLE = 1024  # images a new stage's residual sigma_data is measured on
+
 
 def super_resolution_stage(data: Any, recipe: dict[str, Any], low_size: int, augment_max: Optional[float],
-                           conditional: bool) -> SuperResolutionData:
+                           conditional: bool, sigma_data_given: bool = False) -> SuperResolutionData:
     """Turn a fresh run's data and recipe into a super-resolution stage: the data's images become the targets and
-    their low_size copies the conditioning; the recipe's backbone becomes the inner network of a SuperResolution."""
+    their low_size copies the conditioning; the recipe's backbone becomes the inner network of a residual
+    SuperResolution, whose sigma_data (unless given) is the residual's, measured on up to RESIDUAL_SAMPLE images."""
     if conditional:
         raise click.UsageError("--super-resolution conditions on the low-resolution image, not on class labels; "
                                "drop --conditional")
@@ -34,6 +38,10 @@ def super_resolution_stage(data: Any, recipe: dict[str, Any], low_size: int, aug
     recipe["backbone"] = {"name": "super_resolution", "preset": None, "options": {
         "low_size": list(wrapped.low_size), "high_size": list(data.shape[1:]), "inner": spec["name"],
         "inner_preset": spec.get("preset"), "inner_options": dict(spec.get("options", {}))}}
+    if not sigma_data_given:
+        index = torch.arange(min(len(data), RESIDUAL_SAMPLE))
+        high = data.batch(index, torch.Generator().manual_seed(0))  # (n, C, H, W)
+        recipe["denoiser"]["sigma_data"] = round(residual_std(high, wrapped.low_size), 4)
     return wrapped
 
 

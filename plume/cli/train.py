@@ -166,7 +166,7 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
             recipe["denoiser"][key] = flags[key]
     if flags["super_resolution"] is not None:
         data = super_resolution_stage(data, recipe, flags["super_resolution"], flags["augment_max"],
-                                      bool(flags["conditional"]))
+                                      bool(flags["conditional"]), flags["sigma_data"] is not None)
     elif flags["augment_max"] is not None:
         raise click.UsageError("--augment-max needs --super-resolution (a stage with a conditioning image)")
     if wants_interpolation(flags):

@@ -8,8 +8,11 @@ the border), each tile super-resolved on its own, and the high-resolution tiles 
 smooth window (plume.tasks.tiles.tile_window, shared with tiled denoising: sin^2, positive everywhere, largest
 at the tile's centre, where the network saw the most context), normalised by the summed weights; a pixel covered by one tile is that tile's pixel.
 
-Draws: a draw is a sample of the posterior p(high | low); the mean of K draws estimates the posterior mean, which
-is what PSNR rewards (softer, higher PSNR); one draw is sharper. Randomness: piece (tile j, draw k) of an image with
+Estimates: PSNR and SSIM reward the posterior mean E[high | low], sharpness rewards a sample of p(high | low).
+estimate="mean" (default) is the stage's posterior mean in one denoiser call per tile (plume.cascade.
+super_resolve_mean: the denoiser at a level far above the residual's spread); estimate="sample" runs the sampler,
+and one draw is sharp, with detail the model invents (which PSNR counts as error). `draws` K > 1 averages K
+pieces per tile: K means from different noise, or K samples (whose mean tends to the posterior mean as K grows). Randomness: piece (tile j, draw k) of an image with
 seed s uses `piece_seed(s, j, k)` (s itself for the first tile's first draw), so tiles and draws never share a
 random stream and an image's result does not depend on what else is in the batch.
 """
@@ -22,14 +25,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..cascade import super_resolution_of, super_resolve
+from ..cascade import POSTERIOR_LEVEL, super_resolution_of, super_resolve, super_resolve_mean
 from ..data.images import images_to_tensor, tensor_to_images
 from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..sampling import resolve_seeds
 from .tiles import tile_window
 
-UPSCALE_DRAWS = 4  # default draws averaged: the mean beats bicubic on PSNR and SSIM where one draw may not (docs)
+UPSCALE_ESTIMATES = ("mean", "sample")
+UPSCALE_ESTIMATE = "mean"  # the posterior mean: what PSNR and SSIM reward (docs/super-resolution.md)
+UPSCALE_DRAWS = 1  # pieces averaged per tile
 UPSCALE_AUGMENT = 0.0  # a user's image is exact, not a base model's draw: condition on it as it is (docs/cascade.md)
 PIECE_STAGE = 3  # plume.cascade.stage_seed uses stages 1 and 2 of a seed; tiles and draws derive from stage 3
 
@@ -81,19 +86,22 @@ def check_image(sr: Denoiser, low: torch.Tensor, name: str = "the image") -> tup
 
 @torch.no_grad()
 def upscale(sr: Denoiser, low: torch.Tensor, seed: int = 0, seeds: Optional[Sequence[int]] = None,
-            draws: int = UPSCALE_DRAWS, augment: float = UPSCALE_AUGMENT, sampler: str = "dpm++2m", steps: int = 20,
-            overlap: Optional[int] = None, batch_size: int = 64, progress: bool = False,
-            **sampler_options: Any) -> torch.Tensor:
+            estimate: str = UPSCALE_ESTIMATE, draws: int = UPSCALE_DRAWS, augment: float = UPSCALE_AUGMENT,
+            sampler: str = "dpm++2m", steps: int = 20, level: float = POSTERIOR_LEVEL, overlap: Optional[int] = None,
+            batch_size: int = 64, progress: bool = False, **sampler_options: Any) -> torch.Tensor:
     """Images low (N, C, h, w) in [-1, 1] upscaled by the stage's factor: (N, C, fh h, fw w) in [-1, 1].
 
-    seeds: one per image (default seed, seed + 1, ...); draws: samples averaged per tile (1: a sharp draw, K: an
-    estimate of the posterior mean); augment: the conditioning-augmentation level; overlap: low-resolution pixels
-    shared by neighbouring tiles (default a quarter of the tile); batch_size: tiles per sampling call.
+    seeds: one per image (default seed, seed + 1, ...); estimate: "mean" (the posterior mean, one denoiser call per
+    tile at level `level`) or "sample" (the sampler, `sampler` in `steps` steps); draws: pieces averaged per tile;
+    augment: the conditioning-augmentation level; overlap: low-resolution pixels shared by neighbouring tiles
+    (default a quarter of the tile); batch_size: tiles per call.
     """
     (fh, fw), net = check_image(sr, low), super_resolution_of(sr)
     seed_list = resolve_seeds(len(low), seed, seeds)
     if not isinstance(draws, int) or draws < 1:
         raise PlumeError(f"draws must be a whole number >= 1, got {draws!r}")
+    if estimate not in UPSCALE_ESTIMATES:
+        raise PlumeError(f"unknown estimate {estimate!r}; valid: {', '.join(UPSCALE_ESTIMATES)}")
     (th, tw), (n, c, h, w) = net.low_size, low.shape
     overlap = min(th, tw) // 4 if overlap is None else int(overlap)
     layout = [(top, left) for top in tile_starts(h, th, overlap) for left in tile_starts(w, tw, overlap)]
@@ -108,8 +116,9 @@ def upscale(sr: Denoiser, low: torch.Tensor, seed: int = 0, seeds: Optional[Sequ
         chunk = pieces[first:first + batch_size]
         tiles = torch.stack([low[i, :, top:top + th, left:left + tw] for i, j, _ in chunk
                              for top, left in [layout[j]]])  # (b, C, th, tw)
-        high = super_resolve(sr, tiles, [piece_seed(seed_list[i], j, k) for i, j, k in chunk], augment, sampler,
-                             steps, **sampler_options)  # (b, C, fh th, fw tw)
+        piece_seeds = [piece_seed(seed_list[i], j, k) for i, j, k in chunk]
+        high = super_resolve_mean(sr, tiles, piece_seeds, augment, level) if estimate == "mean" else \
+            super_resolve(sr, tiles, piece_seeds, augment, sampler, steps, **sampler_options)  # (b, C, fh th, fw tw)
         for (i, j, _), x in zip(chunk, high):
             top, left = layout[j]
             canvas[i, :, fh * top:fh * (top + th), fw * left:fw * (left + tw)] += window * x / draws
@@ -128,5 +137,5 @@ def upscale_pixels(sr: Denoiser, pixels: np.ndarray, seed: int = 0, **options: A
     return tensor_to_images(upscale(sr, low, seed=seed, **options))[0]  # (H, W, C)
 
 
-__all__ = ["UPSCALE_DRAWS", "UPSCALE_AUGMENT", "check_image", "piece_seed", "tile_starts", "upscale",
+__all__ = ["UPSCALE_ESTIMATES", "UPSCALE_ESTIMATE", "UPSCALE_DRAWS", "UPSCALE_AUGMENT", "check_image", "piece_seed", "tile_starts", "upscale",
            "upscale_pixels"]
