@@ -91,7 +91,7 @@ def sample_cascade(base: Denoiser, sr: Denoiser, n: int = 1, seed: int = 0, seed
     return CascadeSamples(torch.cat(lows), torch.cat(highs))
 
 
-def stage_condition(sr: Denoiser, low: torch.Tensor, seeds: Sequence[int], augment: float) -> torch.Tensor:
+def _stage_condition(sr: Denoiser, low: torch.Tensor, seeds: Sequence[int], augment: float) -> torch.Tensor:
     """The second stage's cond (n, C + 1, h, w) on sr's device: low (n, C, h, w) checked against the stage and
     noise-augmented at level `augment`, the noise of image k from stage_seed(seeds[k], 1)."""
     shape = check_chain(low.shape[1:], sr, base_name="the given low-resolution images")
@@ -109,7 +109,7 @@ def super_resolve(sr: Denoiser, low: torch.Tensor, seeds: Sequence[int], augment
                   sampler: str = "dpm++2m", steps: int = 20, **sampler_options: Any) -> torch.Tensor:
     """The second stage alone: high-resolution samples (n, C, H, W) for given low-resolution images low (n, C, h, w)
     in [-1, 1], sample k from seeds[k] (augmentation noise and starting noise as in sample_cascade)."""
-    net, c = super_resolution_of(sr), stage_condition(sr, low, seeds, augment)  # c: (n, C + 1, h, w)
+    net, c = super_resolution_of(sr), _stage_condition(sr, low, seeds, augment)  # c: (n, C + 1, h, w)
     shape, device = low.shape[1:], c.device
     x = sample(lambda x_t, t: sr(x_t, t, c), sr.process, (len(low), shape[0], *net.high_size), sampler=sampler,
                steps=steps, seeds=[stage_seed(s, 2) for s in seeds], device=device, **sampler_options)  # (n, C, H, W)
@@ -128,7 +128,7 @@ def super_resolve_mean(sr: Denoiser, low: torch.Tensor, seeds: Sequence[int], au
     """
     if not level > 0:
         raise PlumeError(f"the posterior-mean level must be a noise level > 0, got {level!r}")
-    net, c = super_resolution_of(sr), stage_condition(sr, low, seeds, augment)  # c: (n, C + 1, h, w)
+    net, c = super_resolution_of(sr), _stage_condition(sr, low, seeds, augment)  # c: (n, C + 1, h, w)
     x = torch.zeros(len(low), low.shape[1], *net.high_size, device=c.device, dtype=c.dtype)  # (n, C, H, W)
     up = net.upsampled(x, c)[0]  # (n, C, H, W): the centre the noise is drawn around
     t = sr.process.time_of_sigma_ratio(torch.tensor(float(level), dtype=torch.float64))
