@@ -184,7 +184,8 @@ def markdown(result: dict[str, Any], commands: list[str], settings: dict[str, An
         f"Training conditioning augmentation: s ~ U[0, {AUGMENT_MAX:g}] (Gaussian noise of std s added to the 16x16 "
         "image in [-1, 1], s given to the network as a constant channel); the network upsamples its conditioning "
         "bicubically, and the stage is residual (it models the high-resolution image minus that upsampling, with "
-        "sigma_data measured on those residuals).", "",
+        "sigma_data measured on those residuals and training's lognormal noise levels shifted by ln(sigma_data / "
+        "0.5)).", "",
         "## The super-resolution stage alone, held-out scenes", "",
         f"{held['n']} scenes of split \"heldout\" (seed {HELDOUT_SEED}; each holds a color-kind pair never seen in "
         "training), rendered at 32x32 and area-downsampled to 16x16 uint8 (\"exact\" input); \"noisy\": the same "

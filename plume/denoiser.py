@@ -20,7 +20,7 @@ from torch import nn
 
 from .broadcast import append_dims
 from .errors import PlumeError
-from .objective import TIME_SAMPLINGS, WEIGHTINGS, sample_times, x0_weight
+from .objective import P_MEAN, TIME_SAMPLINGS, WEIGHTINGS, sample_times, x0_weight
 from .predictions import Prediction, prediction as build_prediction
 from .processes import GaussianProcess, process as build_process
 
@@ -29,7 +29,8 @@ class Denoiser(nn.Module):
     """x0_hat = D(x_t, t); usable directly as `plume.sample(denoiser, process, ..., prediction="x0")`."""
 
     def __init__(self, backbone: nn.Module, process: "str | GaussianProcess" = "vp", prediction: "str | Prediction" = "eps",
-                 weighting: str = "simple", time_sampling: str = "uniform", sigma_data: float = 1.0):
+                 weighting: str = "simple", time_sampling: str = "uniform", sigma_data: float = 1.0,
+                 lognormal_mean: float = P_MEAN):
         super().__init__()
         if weighting not in WEIGHTINGS:
             raise PlumeError(f"unknown loss weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
@@ -39,6 +40,7 @@ class Denoiser(nn.Module):
         self.process = build_process(process)
         self.prediction = build_prediction(prediction, **({"sigma_data": sigma_data} if prediction == "edm" else {}))
         self.weighting, self.time_sampling, self.sigma_data = weighting, time_sampling, sigma_data
+        self.lognormal_mean = float(lognormal_mean)  # P_mean of time_sampling="lognormal" (ln s ~ N(P_mean, 1.2^2))
 
     def options(self) -> dict[str, Any]:
         """What rebuilds this denoiser around a backbone (saved in config.json)."""
@@ -48,6 +50,7 @@ class Denoiser(nn.Module):
             "weighting": self.weighting,
             "time_sampling": self.time_sampling,
             "sigma_data": self.sigma_data,
+            "lognormal_mean": self.lognormal_mean,
         }
 
     def network_output(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -71,12 +74,16 @@ class Denoiser(nn.Module):
         x_r = x_t - append_dims(self.process.alpha(t), x_t) * m  # = alpha r + sigma eps
         return m + self.prediction.to_x0(self.network_output(x_r, t, cond), x_r, self.process, t)
 
+    def draw_times(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """n training times (float64, (n,)) by this denoiser's time-sampling rule (plume.objective)."""
+        return sample_times(self.time_sampling, self.process, n, generator, p_mean=self.lognormal_mean)
+
     def loss(self, x0: torch.Tensor, generator: Optional[torch.Generator] = None, cond: Optional[torch.Tensor] = None,
              t: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-sample weighted denoising loss (B,) on clean data x0; t and noise are drawn if not given."""
         n = x0.shape[0]
         if t is None:
-            t = sample_times(self.time_sampling, self.process, n, generator).to(x0.device)
+            t = self.draw_times(n, generator).to(x0.device)
         t = t.to(device=x0.device, dtype=x0.dtype)
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu" if generator is None else generator.device).to(x0.device)

@@ -10,7 +10,8 @@ diffusion objectives", eq. 2-5 express all of them this way):
                Song et al. 2021b, maximum-likelihood weighting g^2)
 Time sampling:
   uniform      t ~ U over the process's range (whole steps for DDPM)
-  lognormal    ln s ~ N(P_mean, P_std^2), P_mean = -1.2, P_std = 1.2 (Karras et al. 2022, Table 1)
+  lognormal    ln s ~ N(P_mean, P_std^2), P_mean = -1.2, P_std = 1.2 (Karras et al. 2022, Table 1; set for
+               sigma_data 0.5: Denoiser(lognormal_mean=...) moves P_mean for data of another spread)
   logsnr       log-SNR uniform between its values at t_max and t_min
 """
 from __future__ import annotations
@@ -61,8 +62,11 @@ def _logsnr_uniform(process: GaussianProcess, u: torch.Tensor) -> torch.Tensor:
     return _clamped_time(process, torch.exp(ends[0] + u * (ends[1] - ends[0])))
 
 
+P_MEAN, P_STD = -1.2, 1.2  # the lognormal rule's defaults (Karras et al. 2022, Table 1; set for sigma_data 0.5)
+
+
 def sample_times(name: str, process: GaussianProcess, n: int, generator: Optional[torch.Generator] = None,
-                 p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+                 p_mean: float = P_MEAN, p_std: float = P_STD) -> torch.Tensor:
     """Draw n training times (float64, (n,)) by rule `name`."""
     if name not in TIME_SAMPLINGS:
         raise unknown_name("time sampling", name, TIME_SAMPLINGS)

@@ -232,6 +232,8 @@ def test_cli_chains_a_base_and_a_super_resolution_run(cli_runs, tmp_path):
     high = load_image_data("shapes", image_size=16, limit=16, seed=0).batch(torch.arange(16), torch.Generator())
     assert config["denoiser"]["sigma_data"] == pytest.approx(residual_std(high, 8), abs=1e-4), \
         "a new stage's sigma_data is its residual's"
+    assert config["denoiser"]["lognormal_mean"] == pytest.approx(-1.2 + np.log(config["denoiser"]["sigma_data"] / 0.5),
+                                                                  abs=1e-3), "training levels keep EDM's ratio"
     out = run("sample", cli_runs / "base8", "--then", cli_runs / "sr", "--n", 3, "--steps", 2, "--out", tmp_path / "c.npz")
     assert "cascade" in out and (tmp_path / "c.png").exists()
     arrays = np.load(tmp_path / "c.npz")

@@ -73,6 +73,21 @@ def test_build_denoiser_inverts_denoiser_config():
     den = Denoiser(backbone("mlp", dim=2, width=8, depth=1), "edm", "edm", "edm", "lognormal", sigma_data=0.5)
     again = build_denoiser(json.loads(json.dumps(denoiser_config(den))))
     assert denoiser_config(again) == denoiser_config(den)
+    shifted = Denoiser(backbone("mlp", dim=2, width=8, depth=1), "edm", "edm", "edm", "lognormal", sigma_data=0.1,
+                       lognormal_mean=-2.8)
+    assert build_denoiser(json.loads(json.dumps(denoiser_config(shifted)))).lognormal_mean == -2.8
+    old = json.loads(json.dumps(denoiser_config(den)))
+    del old["denoiser"]["lognormal_mean"]  # a config from before the option: EDM's P_mean
+    assert build_denoiser(old).lognormal_mean == -1.2
+
+
+def test_lognormal_time_sampling_is_centred_on_the_denoisers_mean():
+    for mean in (-1.2, -2.8):
+        den = Denoiser(backbone("mlp", dim=2, width=8, depth=1), "edm", "edm", "edm", "lognormal", sigma_data=0.5,
+                       lognormal_mean=mean)
+        s = den.process.sigma_ratio(den.draw_times(20000, torch.Generator().manual_seed(0)))  # (20000,) levels
+        assert s.log().median().item() == pytest.approx(mean, abs=0.05)
+        assert s.log().std().item() == pytest.approx(1.2, abs=0.05)
 
 
 def test_files_are_safetensors_and_json_only_and_no_pickle_in_the_source(tmp_path):

@@ -2,6 +2,7 @@
 `plume sample BASE --then SR` (the base's samples super-resolved, in one command; plume.cascade)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,6 +16,7 @@ from ..data.image_grid import save_image_grid
 from ..data.images import tensor_to_images
 from ..data.super_resolution import SuperResolutionData, stage_of
 from ..errors import PlumeError
+from ..objective import P_MEAN
 from ..train import load_denoiser, read_config
 
 RESIDUAL_SAMPLE = 1024  # images a new stage's residual sigma_data is measured on
@@ -41,7 +43,9 @@ def super_resolution_stage(data: Any, recipe: dict[str, Any], low_size: int, aug
     if not sigma_data_given:
         index = torch.arange(min(len(data), RESIDUAL_SAMPLE))
         high = data.batch(index, torch.Generator().manual_seed(0))  # (n, C, H, W)
-        recipe["denoiser"]["sigma_data"] = round(residual_std(high, wrapped.low_size), 4)
+        sigma_data = max(round(residual_std(high, wrapped.low_size), 4), 1e-3)  # > 0 even for flat images
+        # EDM's lognormal levels (P_mean -1.2) are set for sigma_data 0.5: keep their ratio to the residual's spread
+        recipe["denoiser"].update(sigma_data=sigma_data, lognormal_mean=round(P_MEAN + math.log(sigma_data / 0.5), 4))
     return wrapped
 
 

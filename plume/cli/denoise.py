@@ -12,7 +12,7 @@ from typing import Optional
 import click
 import torch
 
-from ..data.image_files import read_image_file
+from ..data.image_files import read_image_file, write_image_file
 from ..data.images import images_to_tensor, tensor_to_images
 from ..samplers import SAMPLERS
 from ..tasks.denoise import DEFAULT_METHOD, METHODS, denoise as denoise_images
@@ -20,7 +20,6 @@ from ..tasks.noise_level import estimate_level, level_from_pixels, level_to_pixe
 from ..train import load_denoiser, read_config
 from .img2img import image_run_shape, to_run_channels
 from .train import _device, set_threads
-from .upscale import write
 
 
 @click.command("denoise")
@@ -61,6 +60,6 @@ def denoise(run: Path, image: Path, sigma: Optional[float], method: str, steps: 
     with torch.no_grad():
         x = denoise_images(denoiser, denoiser.process, y.to(dev), level, method, steps, sampler, [seed],
                            tile=tile, overlap=overlap, progress=True).cpu()  # (1, C, H, W)
-    write(tensor_to_images(x)[0], out)
+    write_image_file(tensor_to_images(x)[0], out)
     click.echo(f"denoised ({method}, noise std {level_to_pixels(level):.2f}"
                f"{f', {y.shape[-1]}x{y.shape[-2]} in {tile}x{tile} tiles' if tile else ''}) -> {out}")

@@ -16,7 +16,7 @@ import click
 import numpy as np
 import torch
 
-from ..data.image_files import fit_square, read_image_file, set_channels
+from ..data.image_files import fit_square, read_image_file, set_channels, write_image_file
 from ..data.image_grid import save_image_grid
 from ..data.images import images_to_tensor, tensor_to_images
 from ..errors import PlumeError
@@ -27,7 +27,6 @@ from ..train import load_denoiser, read_config
 from .cascade import refuse_stage_alone
 from .sample import _class_labels, prompt_tokens
 from .train import _device, set_threads
-from .upscale import write
 
 
 def image_run_shape(run: Path, config: dict[str, Any], command: str, allow: tuple[str, ...] = ()) -> tuple[int, int, int]:
@@ -112,7 +111,7 @@ def img2img(run: Path, image: Path, strength: float, n: int, seed: int, sampler:
                            list(range(seed, seed + n)), steps=steps, sampler=sampler).cpu()  # (n, C, H, W)
     pixels = tensor_to_images(x)  # (n, H, W, C)
     if n == 1:
-        write(pixels[0], out)
+        write_image_file(pixels[0], out)
     else:
         save_image_grid(pixels, out, title=f"strength {strength:g}, {sampler}, {steps} steps")
     click.echo(f"{n} output{'s' if n > 1 else ''} (strength {strength:g}) -> {out}")

@@ -11,7 +11,7 @@ import torch
 
 from ..backbones.image_conditioned import ImageConditioned
 from ..data.image_grid import save_image_grid
-from ..data.image_files import read_image_file
+from ..data.image_files import read_image_file, write_image_file
 from ..data.images import images_to_tensor, tensor_to_images
 from ..data.masks import InpaintingData, is_inpainting, read_mask
 from ..errors import PlumeError
@@ -115,7 +115,6 @@ def inpaint(run: Path, image: Path, mask: Path, mask_white: str, method: str, ju
             seed: int, sampler: Optional[str], steps: int, weights: str, out: Path, device: str, threads: Optional[int]) -> None:
     """Fill the holes of an image with RUN's model: the known pixels are kept exactly (docs/inpainting.md)."""
     from .train import _device, set_threads  # here: plume.cli.train imports this module
-    from .upscale import write
 
     set_threads(threads, False)
     config = read_config(run)
@@ -129,7 +128,7 @@ def inpaint(run: Path, image: Path, mask: Path, mask_white: str, method: str, ju
     pixels = tensor_to_images(results)  # (n, H, W, C)
     paths = [out] if n == 1 else [out.with_name(f"{out.stem}-{k}{out.suffix or '.png'}") for k in range(n)]
     for path, completed in zip(paths, pixels):
-        write(completed, path)
+        write_image_file(completed, path)
     detail = f", jump {jump}, resample {resample}" if method == "repaint" else ""
     sampler = sampler or DEFAULT_SAMPLERS[method]
     side = side_by_side(x, keep, results, out.with_name(f"{out.stem}-side.png"),

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..cascade import POSTERIOR_LEVEL
-from ..data.image_files import read_image_file
+from ..data.image_files import read_image_file, write_image_file
 from ..data.image_grid import save_image_grid
 from ..data.images import images_to_tensor
 from ..data.super_resolution import stage_of
@@ -36,14 +36,6 @@ def bicubic(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """PIL bicubic resize of uint8 (h, w, C) to (height, width, C)."""
     image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
     return np.asarray(image.resize((width, height), Image.Resampling.BICUBIC)).reshape(height, width, -1)
-
-
-def write(pixels: np.ndarray, path: Path) -> Path:
-    """uint8 (H, W, C) as an image file (format from the suffix, PNG if unknown)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    image.save(path, format=None if path.suffix.lower() in Image.registered_extensions() else "PNG")
-    return path
 
 
 def how(estimate: str, draws: int, sampler: str, steps: int) -> str:
@@ -92,7 +84,7 @@ def upscale(run: Path, image: Path, out: Path, estimate: str, draws: int, augmen
                               steps=steps, level=level, overlap=overlap, batch_size=batch_size, progress=not quiet)  # (H, W, C)
     except PlumeError as error:  # also when this command runs outside the `plume` group
         raise click.ClickException(str(error)) from None
-    write(high, out)
+    write_image_file(high, out)
     side = np.stack([bicubic(low, *high.shape[:2]), high])  # (2, H, W, C)
     compare = save_image_grid(side, out.with_name(out.stem + "-compare.png"), columns=2,
                               title=f"bicubic | Plume ({how(estimate, draws, sampler, steps)})")

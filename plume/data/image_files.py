@@ -76,6 +76,15 @@ def read_image_file(path: Path, kind: str = "image") -> np.ndarray:
         raise PlumeError(f"cannot read {kind} {path}: {type(error).__name__}: {error}") from None
 
 
+def write_image_file(pixels: np.ndarray, path: Path) -> Path:
+    """uint8 (H, W, C) as an image file (format from the suffix, PNG if unknown); parent folders are made."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    image.save(path, format=None if path.suffix.lower() in Image.registered_extensions() else "PNG")
+    return path
+
+
 def fit_square(pixels: np.ndarray, size: int) -> np.ndarray:
     """pixels (H, W, C) uint8 -> (size, size, C): the central square resized with Lanczos; unchanged if already so."""
     h, w, c = pixels.shape

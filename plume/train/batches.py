@@ -19,7 +19,6 @@ import torch
 
 from ..denoiser import Denoiser
 from ..guidance import null_condition
-from ..objective import sample_times
 from .data import PairedData, TrainingData
 
 RNG_BLOCK = 16
@@ -68,7 +67,7 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
             x, cond = data.batch_with_condition(index[full], gb)  # (b_block, ...), (b_block, ...)
         else:
             x = data.batch(index[full], gb)  # (b_block, ...)
-        t = sample_times(denoiser.time_sampling, denoiser.process, len(x), gb)  # (b_block,)
+        t = denoiser.draw_times(len(x), gb)  # (b_block,)
         noise = torch.randn(x.shape, generator=gb, dtype=x.dtype)  # (b_block, ...)
         keep = slice(lo - full.start, hi - full.start)  # this range's part of the block
         xs.append(x[keep]), ts.append(t[keep]), noises.append(noise[keep])

@@ -29,6 +29,7 @@ from torch import nn
 from ..backbones import backbone as build_backbone, backbone_name
 from ..denoiser import Denoiser
 from ..errors import PlumeError
+from ..objective import P_MEAN
 from ..processes import process as build_process
 from .ema import EMA
 
@@ -57,7 +58,8 @@ def build_denoiser(config: dict[str, Any], source: PathLike = "config") -> Denoi
         net = build_backbone(name, **options)
         proc = build_process(process_name, **process)
         return Denoiser(net, proc, opts.get("prediction", "eps"), opts.get("weighting", "simple"),
-                        opts.get("time_sampling", "uniform"), opts.get("sigma_data", 1.0))
+                        opts.get("time_sampling", "uniform"), opts.get("sigma_data", 1.0),
+                        opts.get("lognormal_mean", P_MEAN))
     except PlumeError as e:
         raise PlumeError(f"{source}: {e}") from None
 
