@@ -86,6 +86,8 @@ In Python (about 15 s on one CPU thread: a 12 -> 24 gray stage trained for 40 st
 too little for quality; see the tables above for what longer training gives):
 
 ```python
+import math
+
 import skimage.data
 import torch
 from plume import Denoiser
@@ -99,7 +101,8 @@ from plume.train import TrainConfig, train
 faces = SuperResolutionData(load_image_data("lfw", image_size=24), 12)  # 24x24 faces and their 12x12 copies
 sigma = residual_std(faces.batch(torch.arange(200), torch.Generator()), 12)  # what bicubic misses: about 0.1
 net = backbone("super_resolution", low_size=12, high_size=24, in_channels=1, inner="unet", inner_preset="tiny")
-sr = Denoiser(net, "edm", "edm", "edm", "lognormal", sigma_data=sigma)  # residual by default
+sr = Denoiser(net, "edm", "edm", "edm", "lognormal", sigma_data=sigma,  # residual by default
+              lognormal_mean=-1.2 + math.log(sigma / 0.5))  # training levels scaled to the residual's spread
 train(sr, faces, "runs/sr-demo", TrainConfig(steps=40, batch_size=16, sample_count=4))
 low = skimage.data.camera()[::16, ::16, None]  # (32, 32, 1) uint8
 high = upscale_pixels(sr, low, seed=0)  # (64, 64, 1) uint8, posterior mean by 4 x 4 overlapping 12x12 tiles
