@@ -241,6 +241,15 @@ def test_cli_chains_a_base_and_a_super_resolution_run(cli_runs, tmp_path):
     assert arrays["low"].shape == (3, 8, 8, 3)
 
 
+def test_cli_stage_with_a_given_sigma_data_scales_its_levels_to_it(tmp_path):
+    before = torch.get_num_threads()
+    run("train", "--data", "shapes", "--image-size", 16, "--super-resolution", 8, "--sigma-data", 0.25,
+        "--out", tmp_path / "sr", *FAST)
+    torch.set_num_threads(before)
+    denoiser = read_config(tmp_path / "sr")["denoiser"]
+    assert denoiser["sigma_data"] == 0.25 and denoiser["lognormal_mean"] == pytest.approx(-1.2 + np.log(0.5), abs=1e-3)
+
+
 def test_cli_resumes_a_super_resolution_run(cli_runs, tmp_path):
     shutil.copytree(cli_runs / "sr", tmp_path / "sr")
     run("train", "--out", tmp_path / "sr", "--resume", "--steps", 3, "--quiet")

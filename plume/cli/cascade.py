@@ -26,7 +26,8 @@ def super_resolution_stage(data: Any, recipe: dict[str, Any], low_size: int, aug
                            conditional: bool, sigma_data_given: bool = False) -> SuperResolutionData:
     """Turn a fresh run's data and recipe into a super-resolution stage: the data's images become the targets and
     their low_size copies the conditioning; the recipe's backbone becomes the inner network of a residual
-    SuperResolution, whose sigma_data (unless given) is the residual's, measured on up to RESIDUAL_SAMPLE images."""
+    SuperResolution, whose sigma_data (unless given) is the residual's, measured on up to RESIDUAL_SAMPLE images, and
+    whose lognormal training levels keep EDM's ratio to that sigma_data."""
     if conditional:
         raise click.UsageError("--super-resolution conditions on the low-resolution image, not on class labels; "
                                "drop --conditional")
@@ -43,9 +44,9 @@ def super_resolution_stage(data: Any, recipe: dict[str, Any], low_size: int, aug
     if not sigma_data_given:
         index = torch.arange(min(len(data), RESIDUAL_SAMPLE))
         high = data.batch(index, torch.Generator().manual_seed(0))  # (n, C, H, W)
-        sigma_data = max(round(residual_std(high, wrapped.low_size), 4), 1e-3)  # > 0 even for flat images
-        # EDM's lognormal levels (P_mean -1.2) are set for sigma_data 0.5: keep their ratio to the residual's spread
-        recipe["denoiser"].update(sigma_data=sigma_data, lognormal_mean=round(P_MEAN + math.log(sigma_data / 0.5), 4))
+        recipe["denoiser"]["sigma_data"] = max(round(residual_std(high, wrapped.low_size), 4), 1e-3)  # > 0 if flat
+    # EDM's lognormal levels (P_mean -1.2) are set for sigma_data 0.5: keep their ratio to the stage's sigma_data
+    recipe["denoiser"]["lognormal_mean"] = round(P_MEAN + math.log(float(recipe["denoiser"]["sigma_data"]) / 0.5), 4)
     return wrapped
 
 
