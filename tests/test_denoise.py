@@ -110,8 +110,9 @@ def test_denoise_methods_and_errors():
 
 def test_tile_positions_cover_the_image():
     assert tile_starts(64, 32, 0) == [0, 32]
-    assert tile_starts(70, 32, 16) == [0, 16, 32, 38]
-    assert tile_starts(20, 32, 16) == [0]
+    assert tile_starts(70, 32, 16) == [0, 13, 25, 38]  # evenly spread, neighbours sharing >= 16 pixels
+    with pytest.raises(PlumeError, match="smaller than a tile"):
+        tile_starts(20, 32, 16)  # tiled() pads such an image to the tile first
     assert tile_count(70, 64, 32, 16) == 4 * 3
 
 

@@ -13,8 +13,8 @@ from plume import PlumeError
 from plume.cascade import POSTERIOR_LEVEL, stage_seed, super_resolve, super_resolve_mean
 from plume.cli import main
 from plume.cli.upscale import upscale as upscale_command
-from plume.tasks.tiles import tile_window
-from plume.tasks.upscale import piece_seed, tile_starts, upscale, upscale_pixels
+from plume.tasks.tiles import tile_starts, tile_window
+from plume.tasks.upscale import piece_seed, upscale, upscale_pixels
 from plume.train import load_denoiser
 
 INNER = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [], "norm_groups": 8, "head_channels": 16,

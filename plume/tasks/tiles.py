@@ -1,7 +1,8 @@
 """Images of any size through a model of one size: overlapping tiles, blended with a smooth window.
 
-An image (C, H, W) is cut into tiles of the model's size T x T whose corners lie on a grid of stride T - overlap,
-the last row and column of tiles set flush with the far edges, so every pixel is covered. Each tile is processed
+An image (C, H, W) is cut into tiles of the model's size T x T spread evenly along each axis (`tile_starts`: the
+first at 0, the last flush with the far edge, neighbours sharing at least `overlap` pixels), so every pixel is
+covered. Each tile is processed
 alone and the outputs are averaged with per-pixel weights w(i) w(j), w a Hann window offset by half a pixel,
 w(i) = sin^2(pi (i + 1/2) / T): smooth, largest mid-tile where a network sees the most context, and never zero, so
 pixels covered once (the image's rim) keep their tile's value exactly. An image smaller than T is first extended
@@ -21,12 +22,16 @@ TileFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets along one axis: 0, stride, 2 stride, ..., and length - tile flush with the end."""
-    if length <= tile:
+    """Starts of tiles of `tile` pixels covering `length` pixels, evenly spread: the first at 0, the last flush with
+    the end, neighbours overlapping by at least `overlap` pixels."""
+    if not 0 <= overlap < tile:
+        raise PlumeError(f"the tile overlap must be in [0, {tile - 1}] pixels for tiles of {tile}, got {overlap}")
+    if length < tile:
+        raise PlumeError(f"an image side of {length} pixels is smaller than a tile ({tile}); nothing to tile")
+    if length == tile:
         return [0]
-    stride = tile - overlap
-    count = math.ceil((length - tile) / stride) + 1
-    return sorted({min(k * stride, length - tile) for k in range(count)})
+    n = math.ceil((length - overlap) / (tile - overlap))  # >= 2: spacing (length - tile) / (n - 1) <= tile - overlap
+    return [round(k * (length - tile) / (n - 1)) for k in range(n)]
 
 
 def tile_window(height: int, width: Optional[int] = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -50,8 +55,6 @@ def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     """fn applied to overlapping tile x tile tiles of x (B, C, H, W), blended: (B, C, H, W).
 
     fn takes and returns a batch of tiles (K, C, T, T); it is called once per image with all its tiles."""
-    if not 0 <= overlap < tile:
-        raise PlumeError(f"tile overlap must be in [0, {tile}) for tiles of {tile} pixels, got {overlap}")
     height, width = x.shape[-2:]
     padded = pad_to(x, tile)  # (B, C, H', W')
     rows, cols = tile_starts(padded.shape[-2], tile, overlap), tile_starts(padded.shape[-1], tile, overlap)

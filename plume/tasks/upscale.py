@@ -3,7 +3,7 @@ stage of a cascade, Ho et al. 2021; plume.cascade.super_resolve), at any size th
 
 An image of exactly the stage's low size is super-resolved directly: `upscale(sr, low, seeds=[s])` equals
 `super_resolve(sr, low, [s])`. A larger image is cut into overlapping low-resolution tiles of the stage's low size
-(`tile_starts`: evenly spread, neighbours overlapping by at least `overlap` low pixels, the last tile flush with
+(plume.tasks.tiles.tile_starts: evenly spread, neighbours overlapping by at least `overlap` low pixels, the last tile flush with
 the border), each tile super-resolved on its own, and the high-resolution tiles blended into the canvas with a
 smooth window (plume.tasks.tiles.tile_window, shared with tiled denoising: sin^2, positive everywhere, largest
 at the tile's centre, where the network saw the most context), normalised by the summed weights; a pixel covered by one tile is that tile's pixel.
@@ -18,7 +18,6 @@ random stream and an image's result does not depend on what else is in the batch
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -30,7 +29,7 @@ from ..data.images import images_to_tensor, tensor_to_images
 from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..sampling import resolve_seeds
-from .tiles import tile_window
+from .tiles import tile_starts, tile_window
 
 UPSCALE_ESTIMATES = ("mean", "sample")
 UPSCALE_ESTIMATE = "mean"  # the posterior mean: what PSNR and SSIM reward (docs/super-resolution.md)
@@ -45,18 +44,6 @@ def piece_seed(seed: int, tile: int, draw: int) -> int:
         return int(seed)
     state = np.random.SeedSequence([int(seed) % 2**64, PIECE_STAGE, int(tile), int(draw)]).generate_state(2, np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: a valid torch seed
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Starts of tiles of `tile` pixels covering `length` pixels, neighbours overlapping by >= overlap pixels."""
-    if length < tile:
-        raise PlumeError(f"an image side of {length} pixels is smaller than a tile ({tile}); nothing to tile")
-    if not 0 <= overlap < tile:
-        raise PlumeError(f"the tile overlap must be in [0, {tile - 1}] low-resolution pixels, got {overlap}")
-    if length == tile:
-        return [0]
-    n = math.ceil((length - overlap) / (tile - overlap))  # >= 2: spacing (length - tile) / (n - 1) <= tile - overlap
-    return [round(k * (length - tile) / (n - 1)) for k in range(n)]
 
 
 def check_image(sr: Denoiser, low: torch.Tensor, name: str = "the image") -> tuple[int, int]:
@@ -137,5 +124,5 @@ def upscale_pixels(sr: Denoiser, pixels: np.ndarray, seed: int = 0, **options: A
     return tensor_to_images(upscale(sr, low, seed=seed, **options))[0]  # (H, W, C)
 
 
-__all__ = ["UPSCALE_ESTIMATES", "UPSCALE_ESTIMATE", "UPSCALE_DRAWS", "UPSCALE_AUGMENT", "check_image", "piece_seed", "tile_starts", "upscale",
-           "upscale_pixels"]
+__all__ = ["UPSCALE_ESTIMATES", "UPSCALE_ESTIMATE", "UPSCALE_DRAWS", "UPSCALE_AUGMENT", "check_image", "piece_seed",
+           "upscale", "upscale_pixels"]
