@@ -81,7 +81,8 @@ def upscale(run: Path, image: Path, out: Path, estimate: str, draws: int, augmen
         sr = load_denoiser(run, ema=weights == "ema", device=_device(device))
         check_image(sr, images_to_tensor(low[None]), name=f"--image {image}")
         high = upscale_pixels(sr, low, seed=seed, estimate=estimate, draws=draws, augment=augment, sampler=sampler,
-                              steps=steps, level=level, overlap=overlap, batch_size=batch_size, progress=not quiet)  # (H, W, C)
+                              steps=steps, level=level, overlap=overlap, batch_size=batch_size,
+                              progress=not quiet)  # (H, W, C)
     except PlumeError as error:  # also when this command runs outside the `plume` group
         raise click.ClickException(str(error)) from None
     write_image_file(high, out)

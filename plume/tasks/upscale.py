@@ -1,20 +1,24 @@
 """Super-resolution of a user's image with a trained super-resolution stage (SR3, Saharia et al. 2022; the second
 stage of a cascade, Ho et al. 2021; plume.cascade.super_resolve), at any size the stage's factor allows.
 
-An image of exactly the stage's low size is super-resolved directly: `upscale(sr, low, seeds=[s])` equals
-`super_resolve(sr, low, [s])`. A larger image is cut into overlapping low-resolution tiles of the stage's low size
-(plume.tasks.tiles.tile_starts: evenly spread, neighbours overlapping by at least `overlap` low pixels, the last tile flush with
-the border), each tile super-resolved on its own, and the high-resolution tiles blended into the canvas with a
-smooth window (plume.tasks.tiles.tile_window, shared with tiled denoising: sin^2, positive everywhere, largest
-at the tile's centre, where the network saw the most context), normalised by the summed weights; a pixel covered by one tile is that tile's pixel.
+An image of exactly the stage's low size is super-resolved in one piece: `upscale(sr, low, seeds=[s])` equals
+`super_resolve_mean(sr, low, [s])` (estimate="mean"), or `super_resolve(sr, low, [s])` with estimate="sample". A
+larger image is cut into overlapping low-resolution tiles of the stage's low size (plume.tasks.tiles.tile_starts:
+evenly spread, neighbours overlapping by at least `overlap` low pixels, the last tile flush with the border), each
+tile super-resolved on its own, and the high-resolution tiles blended into the canvas with a smooth window
+(plume.tasks.tiles.tile_window, shared with tiled denoising: sin^2, positive everywhere, largest at the tile's
+centre, where the network saw the most context), normalised by the summed weights; a pixel covered by one tile is
+that tile's pixel.
 
 Estimates: PSNR and SSIM reward the posterior mean E[high | low], sharpness rewards a sample of p(high | low).
 estimate="mean" (default) is the stage's posterior mean in one denoiser call per tile (plume.cascade.
 super_resolve_mean: the denoiser at a level far above the residual's spread); estimate="sample" runs the sampler,
 and one draw is sharp, with detail the model invents (which PSNR counts as error). `draws` K > 1 averages K
-pieces per tile: K means from different noise, or K samples (whose mean tends to the posterior mean as K grows). Randomness: piece (tile j, draw k) of an image with
-seed s uses `piece_seed(s, j, k)` (s itself for the first tile's first draw), so tiles and draws never share a
-random stream and an image's result does not depend on what else is in the batch.
+pieces per tile: K means from different noise, or K samples (whose mean tends to the posterior mean as K grows).
+
+Randomness: piece (tile j, draw k) of an image with seed s uses `piece_seed(s, j, k)` (s itself for the first
+tile's first draw), so tiles and draws never share a random stream and an image's result does not depend on what
+else is in the batch.
 """
 from __future__ import annotations
 
