@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-import numpy as np
 import torch
 
 from .backbones.super_resolution import SAMPLE_AUGMENT, SuperResolution, augment_condition
 from .denoiser import Denoiser
 from .errors import PlumeError
 from .sampling import resolve_seeds, sample
-from .samplers import SeedNoise
+from .samplers import SeedNoise, derive_seed
 from .tasks.start import noise_to
 
 POSTERIOR_LEVEL = 2.0  # super_resolve_mean's level s: >> a residual stage's sigma_data (about 0.1)
@@ -34,8 +33,7 @@ class CascadeSamples:
 
 def stage_seed(seed: int, stage: int) -> int:
     """The seed of stage `stage` (1: augmentation noise, 2: super-resolution sampling) of the sample with `seed`."""
-    state = np.random.SeedSequence([int(seed) % 2**64, int(stage)]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: a valid torch seed
+    return derive_seed(seed, stage)
 
 
 def super_resolution_of(sr: Denoiser, name: str = "the second stage") -> SuperResolution:

@@ -12,7 +12,7 @@ from .dpm_solver import dpmpp_2m, dpmpp_3m
 from .euler import euler, heun
 from .grids import GRIDS, Grid, grid_from_sigmas, grid_from_times, time_grid
 from .loop import ancestral_split, apply_hook, step_pairs
-from .noise import SeedNoise
+from .noise import SeedNoise, derive_seed
 from .stochastic import euler_maruyama, langevin_correct, predictor_corrector
 
 
@@ -66,6 +66,6 @@ def sampler_spec(name: str) -> SamplerSpec:
 
 __all__ = [
     "SAMPLERS", "SamplerSpec", "sampler_spec", "GRIDS", "Grid", "time_grid", "grid_from_sigmas", "grid_from_times",
-    "SeedNoise", "step_pairs", "apply_hook", "ancestral_split", "ddpm", "ddim", "euler", "heun", "euler_maruyama",
+    "SeedNoise", "derive_seed", "step_pairs", "apply_hook", "ancestral_split", "ddpm", "ddim", "euler", "heun", "euler_maruyama",
     "predictor_corrector", "langevin_correct", "dpmpp_2m", "dpmpp_3m", "adams", "adaptive_ode",
 ]

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A seed for the stream `keys` of the sample with `seed` (e.g. a cascade's stage, a tile and a draw): a 63-bit
+    hash of (seed, *keys) by numpy's SeedSequence, so derived streams never share a seed with each other."""
+    state = np.random.SeedSequence([int(seed) % 2**64, *map(int, keys)]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: a valid torch seed
 
 
 class SeedNoise:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -20,6 +19,7 @@ from ..backbones.image_conditioned import ImageConditioned
 from ..data.interpolation import interpolation_condition
 from ..denoiser import Denoiser
 from ..errors import PlumeError
+from ..samplers import derive_seed
 from ..sampling import resolve_seeds, sample
 
 
@@ -32,10 +32,7 @@ def positions_between(k: int) -> list[float]:
 
 def draw_seed(seed: int, draw: int) -> int:
     """The seed of draw `draw` of the frame with `seed` (draw 0: the seed itself)."""
-    if draw == 0:
-        return int(seed)
-    state = np.random.SeedSequence([int(seed) % 2**64, int(draw)]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: a valid torch seed
+    return int(seed) if draw == 0 else derive_seed(seed, draw)
 
 
 def check_interpolator(model: Denoiser, frame_shape: Sequence[int]) -> None:

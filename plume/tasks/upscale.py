@@ -32,6 +32,7 @@ from ..cascade import POSTERIOR_LEVEL, super_resolution_of, super_resolve, super
 from ..data.images import images_to_tensor, tensor_to_images
 from ..denoiser import Denoiser
 from ..errors import PlumeError
+from ..samplers import derive_seed
 from ..sampling import resolve_seeds
 from .tiles import tile_starts, tile_window
 
@@ -46,8 +47,7 @@ def piece_seed(seed: int, tile: int, draw: int) -> int:
     """The seed of tile `tile`, draw `draw` of an image with `seed`: seed itself for (0, 0), else derived."""
     if tile == 0 and draw == 0:
         return int(seed)
-    state = np.random.SeedSequence([int(seed) % 2**64, PIECE_STAGE, int(tile), int(draw)]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: a valid torch seed
+    return derive_seed(seed, PIECE_STAGE, tile, draw)
 
 
 def check_image(sr: Denoiser, low: torch.Tensor, name: str = "the image") -> tuple[int, int]:
