@@ -58,19 +58,28 @@ def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     padded = pad_to(x, tile)  # (B, C, H', W')
     rows, cols = tile_starts(padded.shape[-2], tile, overlap), tile_starts(padded.shape[-1], tile, overlap)
-    window = tile_window(tile, dtype=x.dtype).to(x.device)  # (T, T)
+    starts = [(r, c) for r in rows for c in cols]
     out = []
     for image in padded:  # (C, H', W')
-        tiles = torch.stack([image[:, r:r + tile, c:c + tile] for r in rows for c in cols])  # (K, C, T, T)
+        tiles = torch.stack([image[:, r:r + tile, c:c + tile] for r, c in starts])  # (K, C, T, T)
         done = fn(tiles)  # (K, C, T, T)
         if done.shape != tiles.shape:
             raise PlumeError(f"the tile function returned shape {tuple(done.shape)} for tiles {tuple(tiles.shape)}")
-        total, weight = torch.zeros_like(image), torch.zeros_like(image[:1])  # (C, H', W'), (1, H', W')
-        for k, (r, c) in enumerate((r, c) for r in rows for c in cols):
-            total[:, r:r + tile, c:c + tile] += window * done[k]
-            weight[:, r:r + tile, c:c + tile] += window
-        out.append((total / weight)[:, :height, :width])  # (C, H, W)
+        out.append(blend(done, starts, *image.shape[-2:])[:, :height, :width])  # (C, H, W)
     return torch.stack(out)  # (B, C, H, W)
+
+
+def blend(tiles: torch.Tensor, starts: list[tuple[int, int]], height: int, width: int) -> torch.Tensor:
+    """One image (C, height, width) from tiles (K, C, Th, Tw) placed at starts [(top, left)] * K, overlaps averaged
+    with the tile_window weights; every pixel must be covered."""
+    th, tw = tiles.shape[-2:]
+    window = tile_window(th, tw, dtype=tiles.dtype).to(tiles.device)  # (Th, Tw)
+    total = tiles.new_zeros(tiles.shape[1], height, width)  # (C, H, W): weighted sum of tiles
+    weight = tiles.new_zeros(1, height, width)  # (1, H, W): summed weights
+    for tile, (top, left) in zip(tiles, starts):
+        total[:, top:top + th, left:left + tw] += window * tile
+        weight[:, top:top + th, left:left + tw] += window
+    return total / weight  # (C, H, W)
 
 
 def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
@@ -78,4 +87,4 @@ def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
     return len(tile_starts(max(height, tile), tile, overlap)) * len(tile_starts(max(width, tile), tile, overlap))
 
 
-__all__ = ["tiled", "tile_starts", "tile_window", "tile_count", "pad_to"]
+__all__ = ["tiled", "blend", "tile_starts", "tile_window", "tile_count", "pad_to"]

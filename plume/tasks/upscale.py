@@ -5,10 +5,9 @@ An image of exactly the stage's low size is super-resolved in one piece: `upscal
 `super_resolve_mean(sr, low, [s])` (estimate="mean"), or `super_resolve(sr, low, [s])` with estimate="sample". A
 larger image is cut into overlapping low-resolution tiles of the stage's low size (plume.tasks.tiles.tile_starts:
 evenly spread, neighbours overlapping by at least `overlap` low pixels, the last tile flush with the border), each
-tile super-resolved on its own, and the high-resolution tiles blended into the canvas with a smooth window
-(plume.tasks.tiles.tile_window, shared with tiled denoising: sin^2, positive everywhere, largest at the tile's
-centre, where the network saw the most context), normalised by the summed weights; a pixel covered by one tile is
-that tile's pixel.
+tile super-resolved on its own, and the high-resolution tiles blended with a smooth window (plume.tasks.tiles.blend,
+shared with tiled denoising: tile_window's sin^2, positive everywhere, largest at the tile's centre, where the
+network saw the most context), normalised by the summed weights; a pixel covered by one tile is that tile's pixel.
 
 Estimates: PSNR and SSIM reward the posterior mean E[high | low], sharpness rewards a sample of p(high | low).
 estimate="mean" (default) is the stage's posterior mean in one denoiser call per tile (plume.cascade.
@@ -34,7 +33,7 @@ from ..denoiser import Denoiser
 from ..errors import PlumeError
 from ..samplers import derive_seed
 from ..sampling import resolve_seeds
-from .tiles import tile_starts, tile_window
+from .tiles import blend, tile_starts
 
 UPSCALE_ESTIMATES = ("mean", "sample")
 UPSCALE_ESTIMATE = "mean"  # the posterior mean: what PSNR and SSIM reward (docs/super-resolution.md)
@@ -97,11 +96,7 @@ def upscale(sr: Denoiser, low: torch.Tensor, seed: int = 0, seeds: Optional[Sequ
     overlap = min(th, tw) // 4 if overlap is None else int(overlap)
     layout = [(top, left) for top in tile_starts(h, th, overlap) for left in tile_starts(w, tw, overlap)]
     pieces = [(i, j, k) for i in range(n) for j in range(len(layout)) for k in range(draws)]
-    window = tile_window(fh * th, fw * tw)  # (fh th, fw tw)
-    canvas = torch.zeros(n, c, fh * h, fw * w)  # (N, C, H, W): weighted sum of tiles
-    weight = torch.zeros(1, 1, fh * h, fw * w)  # (1, 1, H, W): summed weights
-    for top, left in layout:
-        weight[..., fh * top:fh * (top + th), fw * left:fw * (left + tw)] += window
+    high_tiles = torch.zeros(n, len(layout), c, fh * th, fw * tw)  # (N, J, C, fh th, fw tw): means over draws
     bar = tqdm(total=len(pieces), desc="upscaling tiles", unit="tile", disable=not progress)
     for first in range(0, len(pieces), batch_size):
         chunk = pieces[first:first + batch_size]
@@ -111,11 +106,11 @@ def upscale(sr: Denoiser, low: torch.Tensor, seed: int = 0, seeds: Optional[Sequ
         high = super_resolve_mean(sr, tiles, piece_seeds, augment, level) if estimate == "mean" else \
             super_resolve(sr, tiles, piece_seeds, augment, sampler, steps, **sampler_options)  # (b, C, fh th, fw tw)
         for (i, j, _), x in zip(chunk, high):
-            top, left = layout[j]
-            canvas[i, :, fh * top:fh * (top + th), fw * left:fw * (left + tw)] += window * x / draws
+            high_tiles[i, j] += x / draws
         bar.update(len(chunk))
     bar.close()
-    return (canvas / weight).clamp(-1, 1)  # (N, C, H, W)
+    starts = [(fh * top, fw * left) for top, left in layout]  # in high-resolution pixels
+    return torch.stack([blend(t, starts, fh * h, fw * w) for t in high_tiles]).clamp(-1, 1)  # (N, C, H, W)
 
 
 def upscale_pixels(sr: Denoiser, pixels: np.ndarray, seed: int = 0, **options: Any) -> np.ndarray:
