@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import PlumeError
-from .inner import inner_backbone, inner_options
+from .inner import concat_channels, inner_backbone, inner_options
 
 
 class ImageConditioned(nn.Module):
@@ -41,10 +41,7 @@ class ImageConditioned(nn.Module):
 
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         self.check_condition(x, cond)
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
-            else torch.contiguous_format
-        h = torch.cat([x, cond.to(x.dtype)], dim=1).contiguous(memory_format=layout)  # (B, C + K, H, W)
-        return self.inner(h, noise_level)  # (B, C, H, W)
+        return self.inner(concat_channels(x, cond), noise_level)  # (B, C + K, H, W) in -> (B, C, H, W)
 
     def check_condition(self, x: torch.Tensor, cond: Optional[torch.Tensor]) -> None:
         """One readable message for x or cond of the wrong shape or kind."""

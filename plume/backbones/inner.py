@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Optional
 
+import torch
 from torch import nn
 
 from ..errors import PlumeError
@@ -38,4 +39,12 @@ def inner_options(module: nn.Module) -> dict[str, Any]:
     return {k: v for k, v in module.options().items() if k not in FIXED}
 
 
-__all__ = ["inner_backbone", "inner_options"]
+def concat_channels(x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) with the extra inputs (B, K_i, H, W) appended on channels, in x's dtype and memory format
+    (channels_last stays channels_last): what a wrapper feeds its inner network."""
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
+    return torch.cat([x, *(e.to(x.dtype) for e in extra)], dim=1).contiguous(memory_format=layout)  # (B, C + K, H, W)
+
+
+__all__ = ["inner_backbone", "inner_options", "concat_channels"]

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import PlumeError
-from .inner import inner_backbone, inner_options
+from .inner import concat_channels, inner_backbone, inner_options
 
 UPSAMPLING = ("bicubic", "bilinear")
 AUGMENT_MAX = 0.5  # training: s ~ U[0, AUGMENT_MAX] for images in [-1, 1] (bench/cascade.py)
@@ -117,10 +117,7 @@ class SuperResolution(nn.Module):
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         up, level = self.upsampled(x, cond)  # (B, C, H, W), (B,)
         s = level.to(x.dtype)[:, None, None, None].expand(x.shape[0], 1, *x.shape[2:])  # (B, 1, H, W)
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
-            else torch.contiguous_format
-        h = torch.cat([x, up, s], dim=1).contiguous(memory_format=layout)  # (B, 2C + 1, H, W), in x's memory format
-        return self.inner(h, noise_level)  # (B, C, H, W)
+        return self.inner(concat_channels(x, up, s), noise_level)  # (B, 2C + 1, H, W) in -> (B, C, H, W)
 
     def split_condition(self, x: torch.Tensor, cond: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(low (B, C, h, w), level (B,)) from cond (B, C, h, w) (level 0) or (B, C + 1, h, w); checks every shape."""
