@@ -8,7 +8,6 @@ from typing import Any, Optional
 
 import click
 import numpy as np
-import torch
 from PIL import Image
 
 from ..data.frames import read_frames
@@ -104,14 +103,13 @@ def save_sequence(images: np.ndarray, out: Path, between: int) -> tuple[list[Pat
 def interpolate(run: Path, frames_dir: Path, between: int, out: Path, seed: int, draws: int, sampler: str,
                 steps: int, weights: str, device: str, threads: Optional[int], quiet: bool) -> None:
     """Make BETWEEN frames between each pair of consecutive frames of a folder with the interpolation model RUN."""
+    from .train import _device, set_threads  # here: plume.cli.train imports this module
     try:
-        if threads:
-            torch.set_num_threads(threads)
+        set_threads(threads, False)
         config = read_config(run)
         frames, paths = read_frames(frames_dir)  # (T, H, W, C) uint8
         check_frames(frames, paths, run, config)
-        where = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                             "cpu" if device == "auto" else device)
+        where = _device(device)
         model = load_denoiser(run, ema=weights == "ema", device=where)
         x = interpolate_sequence(model, images_to_tensor(frames).to(where), between, seed=seed, draws=draws,
                                  progress=not quiet, sampler=sampler, steps=steps)  # (T + (T - 1) k, C, H, W)

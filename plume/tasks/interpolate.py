@@ -54,14 +54,13 @@ def interpolate(model: Denoiser, a: torch.Tensor, b: torch.Tensor, tau: "torch.T
                 steps: int = 20, batch_size: Optional[int] = None, **sampler_options: Any) -> torch.Tensor:
     """Frames (B, C, H, W) in [-1, 1] at positions tau (B,) (or one float) between a and b (B, C, H, W) in [-1, 1];
     frame i from seeds[i] (default seed + i), the mean of `draws` draws."""
-    if a.ndim != 4 or a.shape != b.shape:
-        raise PlumeError(f"frames A and B must both be shaped (B, C, H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
+    cond = interpolation_condition(a.float(), b.float(), torch.as_tensor(tau, dtype=torch.float32))  # checks A, B
     check_interpolator(model, a.shape[1:])
     if not isinstance(draws, int) or draws < 1:
         raise PlumeError(f"draws must be a whole number >= 1, got {draws!r}")
     seed_list = resolve_seeds(len(a), seed, seeds)
     device = next(model.parameters()).device
-    cond = interpolation_condition(a.float(), b.float(), torch.as_tensor(tau, dtype=torch.float32)).to(device)
+    cond = cond.to(device)  # (B, 2C + 1, H, W)
     total = torch.zeros(a.shape, dtype=torch.float32)  # (B, C, H, W)
     size = batch_size or len(a)
     for first in range(0, len(a), size):
