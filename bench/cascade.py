@@ -47,6 +47,7 @@ from commands import plume  # noqa: E402  (bench/commands.py)
 from plume.data.image_grid import add_title, image_grid  # noqa: E402
 from plume.data.images import images_to_tensor, tensor_to_images  # noqa: E402
 from plume.data.shapes import shapes_dataset  # noqa: E402
+from plume.evaluation.fidelity import psnr  # noqa: E402
 from plume.evaluation.shapes_checker import detect_objects, match_rate  # noqa: E402
 from plume.sampling import sample  # noqa: E402
 from plume.train import load_denoiser  # noqa: E402
@@ -58,12 +59,6 @@ HELDOUT_SEED = 1  # held-out scenes: split "heldout" of another seed than the tr
 CORRUPTION = 0.1  # std of the noise added to held-out 16x16 inputs (in [-1, 1]): a stand-in for a base model's errors
 MEAN_OF = 4  # draws averaged for the posterior-mean row
 SR_LR = 4e-3  # the second stage's learning rate (pilots at 450 steps: 4e-3 beat 2e-3 by 0.7 dB, tied with 8e-3)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image PSNR (dB) of uint8 images (N, H, W, C) against references b."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)  # (N,)
-    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
 
 
 def bicubic(low: np.ndarray, size: int) -> np.ndarray:
