@@ -72,7 +72,8 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
         raise click.UsageError("give --images FOLDER (an image run) or --table FILE.csv (a vector run), one of them")
     set_threads(threads, False)
     level_list = _parse_levels(levels)
-    shape = tuple(read_config(run).get("data", {}).get("shape", []))
+    info = read_config(run).get("data", {})  # the run's data: its shape, and what calibration rebuilds
+    shape = tuple(info.get("shape", []))
     if images is not None and len(shape) != 3:
         raise PlumeError(f"the run {run} models data shaped {list(shape)}, not images (C, H, W); use --table")
     if table is not None and len(shape) != 1:
@@ -83,7 +84,7 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
     if score_kind == "likelihood":
         return _likelihood_command(denoiser, run, names, x0.to(place), out, smoothing, batch_size)
     options = dict(levels=level_list, seeds=seeds, seed=seed, steps=steps, sampler=sampler, batch_size=batch_size)
-    stats = _calibration(denoiser, run, calibrate, options)
+    stats = _calibration(denoiser, run, info, calibrate, options)
     result = anomaly_scores(denoiser, denoiser.process, x0.to(place), stats=stats, progress=True, **options)
     out.mkdir(parents=True, exist_ok=True)
     write_scores(out / "scores.csv", names, result.scores, result.level_errors, result.levels)
@@ -124,12 +125,14 @@ def _parse_levels(text: str) -> tuple[float, ...]:
                                  param_hint="--levels") from None
 
 
-def _calibration(denoiser: Any, run: Path, count: int, options: dict[str, Any]) -> Optional[LevelStats]:
-    """Level statistics on the first `count` training examples of the run, or None (with a note) if unavailable."""
+def _calibration(denoiser: Any, run: Path, info: dict[str, Any], count: int,
+                 options: dict[str, Any]) -> Optional[LevelStats]:
+    """Level statistics on the first `count` training examples of the run (rebuilt from its data `info`), or None
+    (with a note) if unavailable."""
     if count == 0:
         return None
     try:
-        data = data_from_info(read_config(run).get("data", {}), source=str(run / "config.json")).data  # (N, ...)
+        data = data_from_info(info, source=str(run / "config.json")).data  # (N, ...)
     except PlumeError:
         click.echo(f"note: Plume cannot rebuild the training data of {run}; scores are the plain mean of the "
                    "per-level errors (not standardized)", err=True)
