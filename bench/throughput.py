@@ -36,7 +36,7 @@ cuDNN autotuning, and `--compile` wraps both models in torch.compile.
 
 Run from the repository root (needs diffusers):
   python bench/throughput.py                          # CPU; writes docs/throughput.md and docs/throughput.json
-  python bench/throughput.py --device cuda [--compile]
+  python bench/throughput.py --device cuda [--compile]   # writes docs/throughput-cuda.md and .json
   python bench/throughput.py --quick                  # smoke run (1 warm-up, 2 rounds of 2 steps), no docs
   python bench/throughput.py --quick --backbones dit --mfu
 References: Peebles & Xie 2023 (DiT); Dhariwal & Nichol 2021 (ADM U-Net); Chowdhery et al. 2022 (MFU).
@@ -395,7 +395,7 @@ def main() -> None:
                         help="measure the matmul peak and report DiT MFU (default: on CUDA only)")
     parser.add_argument("--quick", action="store_true", help="smoke run: one warm-up step, 2 rounds of 2 steps")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
-                        help="write docs/throughput.md and docs/throughput.json (default: on unless --quick)")
+                        help="write docs/throughput.md and .json (throughput-cuda.* on CUDA; default: on unless --quick)")
     args = parser.parse_args()
     device = torch.device(args.device)
     args.steps = args.steps or (20 if device.type == "cuda" else 5)
@@ -424,8 +424,9 @@ def main() -> None:
     text = report(rows, args, machine, peak)
     print(text)
     if args.docs:
-        for name, content in (("throughput.md", text), ("throughput.json", json.dumps(record(rows, args, machine, peak),
-                                                                                     indent=1) + "\n")):
+        stem = "throughput" if device.type == "cpu" else f"throughput-{device.type}"
+        for name, content in ((f"{stem}.md", text), (f"{stem}.json", json.dumps(record(rows, args, machine, peak),
+                                                                               indent=1) + "\n")):
             path = os.path.join(ROOT, "docs", name)
             with open(path, "w") as f:
                 f.write(content)
