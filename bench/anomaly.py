@@ -8,29 +8,29 @@ against the held-out 0-4 (normal) is reported for several settings of Plume (the
 digits) and for scikit-learn's IsolationForest and OneClassSVM (gamma="scale", a sweep of nu), both fit on the
 same training 0-4 pixels.
 
-Breast cancer: scikit-learn's Wisconsin table (30 features; 357 benign, 212 malignant). 30% of the benign rows are
-held out (seeded); every feature is standardized by the training-benign mean and standard deviation. Plume's
-table default is the likelihood score (plume.tasks.anomaly.likelihood_scores: -log p_s(x) by the probability-flow
-ODE, exact trace): MLPs of the default vector recipe (lr 2e-3) are trained on 80% of the training-benign rows for
-each weight decay and step count of TABLE_GRID, and the (model, s_min) with the lowest mean -log p_s of the other
-20% (validation benign, never trained on) is chosen and refit on all training-benign rows: the default; no
-malignant row and no held-out row is used to choose.
-Every grid cell is reported. Also reported: the reconstruction score on the chosen MLP, and on the default vector
-recipe trained on all training-benign rows for --table-steps steps (the previous default), with its sweep. The
-baselines are fit on all training-benign rows.
+Breast cancer: scikit-learn's Wisconsin table (30 features; 357 benign, 212 malignant). For each of --splits
+seeded splits, 30% of the benign rows are held out; Plume's table detector (plume.tasks.table_anomaly, its
+defaults: representation, weight decay, training length and smoothing chosen by the held-out likelihood of
+training-benign rows alone) is fit to the training-benign rows in their own units, and scores held-out benign and
+malignant rows by -log p(x). Also per split: the reconstruction score on the same model, and IsolationForest,
+OneClassSVM (each nu) and the distance from the benign mean on standardized features and on the detector's own
+features (PCA-whitened, when it chose them). The summary gives each method's mean AUROC over the splits with its
+standard error and the paired difference from Plume's default: one split's AUROC moves by more than the gaps
+between methods, so one split cannot rank them. Splits run in --workers processes.
 
 Plume's acceptance setting is its default, fixed before the measurement; the other rows are a sweep, reported
 as measured (picking the best of them on these held-out rows would overstate it). Writes docs/anomaly.md and
 docs/anomaly.png (most and least anomalous held-out digits with heat-maps; score histograms).
 
     nice -n 19 python bench/anomaly.py                    # the acceptance run
-    nice -n 19 python bench/anomaly.py --steps 50 --table-steps 50 --no-docs   # smoke run
+    nice -n 19 python bench/anomaly.py --steps 50 --splits 2 --no-docs   # smoke run (the table part stays slow)
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,7 +47,9 @@ from plume.data import load_images  # noqa: E402
 from plume.data.image_grid import _save_png  # noqa: E402
 from plume.data.images import ImageData, ImageSet, holdout_split, images_to_tensor  # noqa: E402
 from plume.recipes import build_recipe, default_recipe  # noqa: E402
-from plume.tasks.anomaly import anomaly_scores, choose_smoothing, level_stats, likelihood_scores  # noqa: E402
+from plume.data.whitening import Whitening  # noqa: E402
+from plume.tasks.anomaly import anomaly_scores, level_stats  # noqa: E402
+from plume.tasks.table_anomaly import GRID, VALIDATION, fit_table_detector  # noqa: E402
 from plume.tasks.anomaly_plots import heatmap_grid, score_histogram  # noqa: E402
 from plume.train import find_checkpoint, load_checkpoint, load_denoiser, train, train_config  # noqa: E402
 
@@ -55,11 +57,9 @@ HOLDOUT, SPLIT_SEED, CALIBRATE = 0.3, 0, 200
 DEFAULT = dict(levels=(0.2, 0.4, 0.6), seeds=4, steps=1)
 SWEEP = [dict(levels=(0.2,), seeds=4, steps=1), dict(levels=(0.6,), seeds=4, steps=1),
          dict(levels=(1.0,), seeds=4, steps=1), dict(levels=(0.2, 0.4, 0.6), seeds=4, steps=2)]
-TABLE_SWEEP = SWEEP + [dict(levels=(0.4,), seeds=4, steps=1), dict(levels=(0.2, 0.4, 0.6), seeds=4, steps=3),
-                       dict(levels=(0.2, 0.4, 0.6), seeds=16, steps=1)]  # the MLP is cheap: a wider sweep
 NUS = (0.01, 0.05, 0.1, 0.5)
-VALIDATION, VALIDATION_SEED, TABLE_LR = 0.2, 1, 2e-3  # the table's likelihood models: 20% of training benign
-TABLE_GRID = dict(weight_decay=(0.0, 2.0, 8.0), steps=(500, 2000), s_min=(0.1, 0.2, 0.3))
+PLUME_TABLE = "Plume default (tables): likelihood, plume.tasks.table_anomaly"
+REPRESENTATION = {"standardize": "standardized", "pca": "PCA-whitened"}
 
 
 def trained(denoiser: Any, data: Any, out: Path, training: dict[str, Any], log) -> tuple[Any, dict[str, Any]]:
@@ -157,82 +157,102 @@ def digits(args, log) -> dict[str, Any]:
             "held_labels": np.r_[labels[held_normal], labels[held_anom]]}
 
 
-def split_fit_validation(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the training-benign rows Plume fits on, and of those it validates on (VALIDATION, seeded)."""
-    return holdout_split(n, VALIDATION, VALIDATION_SEED)
+def table_split(seed: int, runs: Path) -> dict[str, Any]:
+    """One seeded split of the benign rows (HOLDOUT held out): Plume's table detector (plume.tasks.table_anomaly,
+    fit to the training-benign rows in their own units) and the baselines on the same rows, each method's AUROC of
+    malignant against held-out benign."""
+    from sklearn.datasets import load_breast_cancer
 
-
-def table_grid(x_fit: torch.Tensor, x_val: torch.Tensor, held: torch.Tensor, n_normal: int, args,
-               log) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every MLP of TABLE_GRID, trained on x_fit, with -log p_s of x_val and the held-out AUROC for each s_min;
-    the chosen (model, s_min) is the one with the lowest validation -log p (no anomaly is used to choose)."""
-    found, best = [], None
-    for wd in TABLE_GRID["weight_decay"]:
-        for steps in TABLE_GRID["steps"]:
-            recipe = default_recipe((x_fit.shape[1],))
-            training = {**recipe["training"], "steps": steps, "lr": TABLE_LR, "weight_decay": wd}
-            denoiser, _ = trained(build_recipe(recipe, (x_fit.shape[1],), seed=0), x_fit,
-                                  args.runs / f"breast-cancer-wd{wd:g}-{steps}", training, log)
-            denoiser = denoiser.double()
-            _, val = choose_smoothing(denoiser, denoiser.process, x_val, TABLE_GRID["s_min"])
-            _, fit = choose_smoothing(denoiser, denoiser.process, x_fit[:len(x_val)].double(), TABLE_GRID["s_min"])
-            for s_min, v in val.items():
-                scores = likelihood_scores(denoiser, denoiser.process, held, s_min).numpy()
-                row = {"weight_decay": wd, "steps": steps, "s_min": s_min, "val_nll": v, "fit_nll": fit[s_min],
-                       "scores": scores,
-                       "auroc": auroc(scores[:n_normal], scores[n_normal:]), "denoiser": denoiser}
-                found.append(row)
-                log(f"likelihood wd {wd:g}, {steps} steps, s_min {s_min:g}: validation -log p {v:.2f}, "
-                    f"AUROC {row['auroc']:.4f}")
-                if best is None or v < best["val_nll"]:
-                    best = row
-    return found, best
-
-
-def likelihood_name(r: dict[str, Any]) -> str:
-    return (f"likelihood -log p_s, s_min={r['s_min']:g}; MLP weight decay {r['weight_decay']:g}, "
-            f"{r['steps']} steps (mean -log p: validation {r['val_nll']:.2f}, training {r['fit_nll']:.2f})")
+    torch.set_num_threads(1)
+    x, y = load_breast_cancer(return_X_y=True)  # (569, 30); y: 0 malignant, 1 benign
+    benign, malignant = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    train_pos, held_pos = holdout_split(len(benign), HOLDOUT, seed)
+    rows, normal, anomalous = x[benign[train_pos]], x[benign[held_pos]], x[malignant]
+    held, n = np.r_[normal, anomalous], len(normal)  # (K, 30)
+    out = runs / f"breast-cancer-split{seed}"
+    shutil.rmtree(out, ignore_errors=True)  # refit every time: the detector's choice is part of the measurement
+    detector = fit_table_detector(rows, out, progress=False, log=lambda m: None)
+    scores = detector.scores(held).numpy()  # (K,)
+    methods = {PLUME_TABLE: auroc(scores[:n], scores[n:])}
+    whitening = detector.whitening
+    z_rows, z_held = whitening(rows).float(), whitening(held).float()  # (N, 30), (K, 30)
+    model = detector.denoiser.float()
+    stats = level_stats(model, model.process, z_rows, **DEFAULT)
+    recon = anomaly_scores(model, model.process, z_held, stats=stats, **DEFAULT).scores.numpy()
+    methods[f"Plume: reconstruction ({setting_name(DEFAULT)}), the same model"] = auroc(recon[:n], recon[n:])
+    standard = Whitening.fit(rows, "standardize")
+    spaces = {"standardized": standard}
+    if whitening.kind != "standardize":
+        spaces[REPRESENTATION[whitening.kind]] = whitening
+    for space, w in spaces.items():
+        t, h = w(rows).numpy(), w(held).numpy()
+        methods.update({f"{name}, {space}": a for name, a in baselines(t, h[:n], h[n:])})
+        methods[f"distance from the benign mean, {space}"] = auroc((h[:n] ** 2).sum(1), (h[n:] ** 2).sum(1))
+    return {"seed": seed, "methods": methods, "cells": detector.cells, "scores": scores, "n_normal": n,
+            "n_train": len(rows), "n_anomalous": len(anomalous), "representation": whitening.kind,
+            "s_min": detector.s_min}
 
 
 def breast_cancer(args, log) -> dict[str, Any]:
-    from sklearn.datasets import load_breast_cancer
+    """Every split of table_split (args.splits of them, args.workers processes), summarized per method."""
+    import concurrent.futures
+    import multiprocessing
 
-    x, y = load_breast_cancer(return_X_y=True)  # (569, 30); y: 0 malignant, 1 benign
-    benign, malignant = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    train_pos, held_pos = holdout_split(len(benign), HOLDOUT, SPLIT_SEED)
-    train_rows = x[benign[train_pos]]
-    mean, std = train_rows.mean(0), train_rows.std(0)
-    scale = lambda rows: torch.tensor((rows - mean) / std, dtype=torch.float32)  # noqa: E731 - (N, 30)
-    x_train, normal, anomalous = scale(train_rows), scale(x[benign[held_pos]]), scale(x[malignant])
-    fit_pos, val_pos = split_fit_validation(len(x_train))
-    held = torch.cat([normal, anomalous]).double()  # (K, 30)
-    grid, best = table_grid(x_train[fit_pos], x_train[val_pos].double(), held, len(normal), args, log)
-    recipe = default_recipe((x.shape[1],))
-    training = {**recipe["training"], "steps": best["steps"], "lr": TABLE_LR, "weight_decay": best["weight_decay"]}
-    refit, _ = trained(build_recipe(recipe, (x.shape[1],), seed=0), x_train,
-                       args.runs / f"breast-cancer-wd{best['weight_decay']:g}-{best['steps']}-all", training, log)
-    refit_scores = likelihood_scores(refit.double(), refit.process, held, best["s_min"]).numpy()
-    refit_auroc = auroc(refit_scores[:len(normal)], refit_scores[len(normal):])
-    log(f"chosen cell refit on all {len(x_train)} training-benign rows: AUROC {refit_auroc:.4f}")
-    rows = [(f"**Plume default (tables)**: the chosen cell (weight decay {best['weight_decay']:g}, {best['steps']} "
-             f"steps, s_min={best['s_min']:g}) refit on all {len(x_train)} training-benign rows", refit_auroc)]
-    rows += [("Plume: " + likelihood_name(r) + (" **chosen**" if r is best else ""), r["auroc"]) for r in grid]
-    chosen = best["denoiser"].float()
-    recon, _ = plume_rows(chosen, x_train[fit_pos], normal, anomalous, [], log)
-    rows.append((f"Plume: reconstruction ({setting_name(DEFAULT)}), the chosen MLP", recon[0][1]))
-    denoiser, info = trained(build_recipe(recipe, (x.shape[1],), seed=0), x_train, args.runs / "breast-cancer",
-                             {**recipe["training"], "steps": args.table_steps}, log)
-    recon, _ = plume_rows(denoiser, x_train, normal, anomalous, TABLE_SWEEP, log)
-    rows += [(f"Plume: reconstruction ({name.split(': ', 1)[1]}), default MLP on all {len(x_train)} rows", a)
-             for name, a in recon]
-    rows += baselines(x_train.numpy(), normal.numpy(), anomalous.numpy())
-    from scipy.stats import spearmanr
+    began = time.monotonic()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+        jobs = [pool.submit(table_split, seed, args.runs) for seed in range(args.splits)]
+        splits = []
+        for job in concurrent.futures.as_completed(jobs):
+            splits.append(job.result())
+            r = splits[-1]
+            log(f"breast cancer split {r['seed']}: Plume {r['methods'][PLUME_TABLE]:.4f} "
+                f"({r['representation']}, s_min {r['s_min']:g}); "
+                f"IsolationForest {r['methods']['IsolationForest (300 trees), standardized']:.4f}")
+    splits.sort(key=lambda r: r["seed"])
+    names = list(splits[0]["methods"])
+    names += [m for r in splits for m in r["methods"] if m not in names]  # a space only some splits chose
+    summary = []
+    for name in names:
+        pairs = [(r["methods"][PLUME_TABLE], r["methods"][name]) for r in splits if name in r["methods"]]
+        a = np.array([v for _, v in pairs])
+        diff = np.array([p - v for p, v in pairs])
+        se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")  # noqa: E731
+        summary.append({"name": name, "mean": float(a.mean()), "se": se(a), "splits": len(a),
+                        "diff": float(diff.mean()), "diff_se": se(diff), "wins": int((diff > 0).sum()),
+                        "split0": splits[0]["methods"].get(name, float("nan"))})
+    return {"splits": splits, "summary": summary, "seconds": time.monotonic() - began,
+            "default": {"scores": splits[0]["scores"], "n_normal": splits[0]["n_normal"]}}
 
-    rho = float(spearmanr([r["val_nll"] for r in grid], [r["auroc"] for r in grid])[0])
-    return {"rows": rows, "train": info, "n_train": len(x_train), "n_fit": len(fit_pos), "n_val": len(val_pos),
-            "rho": rho,
-            "n_normal": len(normal), "n_anomalous": len(anomalous),
-            "default": {"scores": refit_scores, "n_normal": len(normal)}}
+
+def summary_table(summary: list[dict[str, Any]]) -> str:
+    lines = ["| method | mean AUROC ± SE | split 0 | Plume default minus this, mean ± SE | splits where Plume is "
+             "higher |", "|---|---|---|---|---|"]
+    for k, r in enumerate(summary):
+        name = f"**{r['name']}**" if k == 0 else r["name"]
+        paired = "" if k == 0 else f"{r['diff']:+.4f} ± {r['diff_se']:.4f}"
+        wins = "" if k == 0 else f"{r['wins']} of {r['splits']}"
+        lines.append(f"| {name} | {r['mean']:.4f} ± {r['se']:.4f} | {r['split0']:.4f} | {paired} | {wins} |")
+    return "\n".join(lines)
+
+
+def table_verdict(summary: list[dict[str, Any]]) -> str:
+    plume = summary[0]
+    best = max((r for r in summary if not r["name"].startswith(("Plume", "distance"))), key=lambda r: r["mean"])
+    word = "higher than" if plume["mean"] > best["mean"] else "not higher than"
+    return (f"Plume's default mean AUROC {plume['mean']:.4f} is {word} the best baseline row's ({best['name']}, "
+            f"{best['mean']:.4f}): paired difference {best['diff']:+.4f} ± {best['diff_se']:.4f} (SE), Plume higher "
+            f"on {best['wins']} of {best['splits']} splits.")
+
+
+def cells_table(cells: list[dict[str, Any]]) -> str:
+    lines = ["| representation | weight decay | steps | s_min | validation -log p(x) (nats, raw units) |",
+             "|---|---|---|---|---|"]
+    for c in cells:
+        mark = " **chosen**" if c.get("chosen") else ""
+        lines.append(f"| {REPRESENTATION[c['representation']]} | {c['weight_decay']:g} | {c['steps']} | "
+                     f"{c['s_min']:g} | {c['validation_nll']:.2f}{mark} |")
+    return "\n".join(lines)
 
 
 def picture(d: dict[str, Any], b: dict[str, Any], path: Path) -> Path:
@@ -275,15 +295,6 @@ def verdict(rows: list[tuple[str, float]]) -> str:
     return f"Plume's default {plume:.4f} is {word} the best baseline row ({best_name}, {best:.4f})."
 
 
-def best_cell(rows: list[tuple[str, float]]) -> str:
-    """The best Plume likelihood row against the best baseline, flagged as picked on the held-out labels."""
-    name, a = max(((n, a) for n, a in rows if "likelihood" in n), key=lambda r: r[1])
-    others = max(a for n, a in rows if not n.startswith(("Plume", "**Plume")))
-    return (f"For the record, the best likelihood cell of the grid reaches {a:.4f} (vs {others:.4f}) but it is "
-            "picked by the held-out AUROC itself, so it is not a valid result; the validation rule chose the "
-            "default.")
-
-
 EXAMPLE = """```python
 import torch
 from plume.tasks.anomaly import anomaly_scores, choose_smoothing, level_stats, likelihood_scores
@@ -302,6 +313,24 @@ s_min, _ = choose_smoothing(denoiser, "edm", normal[:100], candidates=(0.1, 0.2,
 print(likelihood_scores(denoiser, "edm", queries, s_min=s_min))  # -log p_s(x) in nats, by the PF-ODE
 ```
 
+A detector for a table, fitted to normal rows alone (about 2 minutes here with this reduced grid; the default grid
+takes about 6):
+
+```python
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from plume.tasks.table_anomaly import fit_table_detector, load_table_detector
+
+x, y = load_breast_cancer(return_X_y=True)  # (569, 30) rows in their own units; y == 1: benign
+benign = x[y == 1]
+detector = fit_table_detector(benign[:250], "runs/benign-detector", progress=False,
+                              grid=dict(weight_decay=(2.0,), steps=(500,)))  # representation and s_min still chosen
+print(detector.whitening.kind, detector.s_min)  # what the held-out likelihood of benign rows chose
+scores = detector.scores(np.r_[benign[250:], x[y == 0]])  # -log p(x) in nats: higher is more unusual
+print(scores[:107].mean(), scores[107:].mean())  # held-out benign vs malignant
+detector = load_table_detector("runs/benign-detector")  # the same detector, from its run directory
+```
+
 With a trained run, pass its denoiser: `d = plume.train.load_denoiser("runs/digits")`, then
 `anomaly_scores(d, d.process, x0)` for images x0 (B, C, H, W) in [-1, 1]; `result.maps` is (B, H, W) and
 `plume.tasks.anomaly_plots.heatmap_pairs(x0, result.maps)` draws each input beside its error map."""
@@ -311,6 +340,8 @@ plume train --data digits --out runs/digits --steps 3000
 plume anomaly runs/digits --images my-scans/ --out scores/ --levels 0.2,0.4,0.6 --seeds 4
 plume anomaly runs/table --table rows.csv --out table-scores/ --calibrate 0
 plume anomaly runs/table --table rows.csv --out table-nll/ --score likelihood --smoothing 0.2
+plume fit-detector --table normal-rows.csv --out runs/detector
+plume anomaly runs/detector --table rows.csv --out detector-scores/
 ```
 
 `scores.csv` holds one row per file in file order (file, score, rank with 1 the most anomalous, the error at
@@ -322,7 +353,9 @@ run's first `--calibrate` training examples when Plume can rebuild its data from
 runs); a run trained from Python (e.g. on a table) gets the plain mean of the per-level errors, with a note.
 `--table` takes a numeric CSV (optional header) already in the scale the run was trained on. `--score likelihood`
 writes -log p_s in nats per row (no per-level columns, no heat-maps); it needs one backward pass per dimension
-per ODE step, so it suits tables, not images."""
+per ODE step, so it suits tables, not images. `plume fit-detector` fits a table detector to a CSV of normal rows
+in their own units (numeric columns, optional header; `--representation`, `--weight-decay`, `--steps` and
+`--smoothing` narrow what it chooses from), and `plume anomaly` then scores rows in those units with it by -log p(x)."""
 
 
 def write_doc(args, d: dict[str, Any], b: dict[str, Any], seconds: float) -> Path:
@@ -334,17 +367,18 @@ Plume scores how unusual an input is by diffusion reconstruction (`plume.tasks.a
 2022; Graham et al. 2023): each input is noised to a few levels t0 (scaled levels s = sigma / alpha), denoised
 back (by default in one step: the denoiser's posterior mean E[x0 | x_t]), and its squared error, averaged over
 seeds, is the per-pixel heat-map; the score is the mean over levels of the error standardized by the same errors
-on normal training data. For tables Plume's default is instead a likelihood score: -log p_s(x), the exact
-probability-flow ODE negative log-likelihood of the data smoothed to a level s_min (Song et al. 2021), with the
-model and s_min chosen by the held-out likelihood of normal rows. Higher is more unusual.
+on normal training data. For tables Plume's default is instead a likelihood score
+(`plume.tasks.table_anomaly`): -log p(x), the exact probability-flow ODE negative log-likelihood (Song et al.
+2021) of the rows smoothed to a level s_min, in the table's own units, with the representation (standardized or
+PCA-whitened columns, the Jacobian of the change included), the model and s_min chosen by the held-out
+likelihood of normal rows. Higher is more unusual.
 
 ## Benchmark
 
 Produced by `{args.command}` on {datetime.date.today().isoformat()} ({platform.machine()}, torch
-{torch.__version__}, {torch.get_num_threads()} thread(s); this invocation {seconds / 60:.0f} minutes). Plume's first row
-is its default setting, fixed before measuring; the other Plume rows are a sweep on the same held-out rows
-(reported as measured, not used to pick a winner). Baselines are fit on the same training rows (pixels in
-[-1, 1] for digits; standardized features for the table).
+{torch.__version__}, {torch.get_num_threads()} thread(s) per process; this invocation {seconds / 60:.0f} minutes).
+Plume's first row is its default setting, fixed before measuring; the other Plume rows are a sweep on the same
+held-out rows (reported as measured, not used to pick a winner). Baselines are fit on the same training rows.
 
 ### Digits: trained on 0-4, anomalies 5-9
 
@@ -357,36 +391,38 @@ Plume's default image recipe (EDM, tiny U-Net) trained {d['train']['steps']} ste
 
 {verdict(d['rows'])}
 
-### Breast cancer (Wisconsin): benign is normal
+### Breast cancer (Wisconsin): benign is normal, {len(b['splits'])} splits
 
-Plume's table default is the likelihood score -log p_s(x) (`plume.tasks.anomaly.likelihood_scores`, the exact
-probability-flow ODE likelihood of the data smoothed to level s_min). With {b['n_train']} training-benign rows a
-denoiser memorizes its training rows at small noise levels (their density spikes: with no weight decay the
-training rows get a far lower -log p than unseen benign rows: see the table), so the model and the smoothing
-level are chosen by
-a rule that sees only benign rows: MLPs (default vector recipe, lr {TABLE_LR:g}) trained on {b['n_fit']} of the
-training-benign rows for each weight decay {', '.join(f'{v:g}' for v in TABLE_GRID['weight_decay'])} and
-{' or '.join(str(v) for v in TABLE_GRID['steps'])} steps, and s_min in
-{', '.join(f'{v:g}' for v in TABLE_GRID['s_min'])}; the default is the cell with the lowest mean -log p_s on the
-other {b['n_val']} training-benign rows (validation, never trained on), and that cell's model is then refit on
-all {b['n_train']} training-benign rows (the baselines' rows) with the same settings: the default row. Every cell
-is listed with its validation
--log p and its held-out AUROC (the AUROC was not used to choose). The reconstruction rows use the previous default:
-the default vector recipe trained {b['train']['steps']} steps ({trained_how(b['train'])}) on all {b['n_train']}
-rows. Scored: {b['n_normal']} held-out benign (normal) and {b['n_anomalous']} malignant rows.
+For each of {len(b['splits'])} seeded splits, {b['splits'][0]['n_train']} benign rows train and the other
+{b['splits'][0]['n_normal']} are held out; scored: those held-out benign (normal) and all
+{b['splits'][0]['n_anomalous']} malignant rows. Plume's default is `fit_table_detector` with its defaults, fit to
+the training-benign rows in their own units: MLPs of the default vector recipe (lr 0.002) are trained on
+{100 - round(100 * VALIDATION)} % of those rows for each representation
+({', '.join(REPRESENTATION[k] for k in GRID['representation'])}), weight decay
+{', '.join(f'{v:g}' for v in GRID['weight_decay'])} and {' or '.join(str(v) for v in GRID['steps'])} steps, and
+s_min in {', '.join(f'{v:g}' for v in GRID['s_min'])}; the cell with the lowest mean -log p(x) of the other
+{round(100 * VALIDATION)} % (Jacobian included, so the two representations compare) is refit on all of them. No
+malignant row and no held-out row is used to choose. The baselines are fit on the same training-benign rows,
+standardized, and also on the detector's own whitened features ("the same pixels"). Splits on which the detector
+chose PCA whitening: {sum(r['representation'] == 'pca' for r in b['splits'])} of {len(b['splits'])}. The table
+part took {b['seconds'] / 60:.0f} minutes.
 
-{table(b['rows'])}
+{summary_table(b['summary'])}
 
-{verdict(b['rows'])} {best_cell(b['rows'])}
+{table_verdict(b['summary'])}
 
-Across the {len(TABLE_GRID['weight_decay']) * len(TABLE_GRID['steps']) * len(TABLE_GRID['s_min'])} grid cells the
-Spearman correlation between the validation -log p (lower: a better density of unseen benign rows) and the
-held-out AUROC is {b['rho']:+.2f} (negative: the better density model of benign rows also separates malignant rows
-better; positive: the two disagree, so choosing by validation likelihood does not find the better detector). The
-"training" -log p is that of {b['n_val']} of the rows the cell was trained on: far below the validation value
-means memorized training rows; above it, an underfit model. Disclosure: the likelihood score, this grid and this
-rule were set after exploratory runs on this same split that printed held-out AUROCs (an earlier version's
-reconstruction default scored below both baselines), so the table's default is not a pre-registered setting.
+One split's AUROC moves by more than the gaps between these methods (Plume's default ranges over
+{min(r['methods'][PLUME_TABLE] for r in b['splits']):.4f}-{max(r['methods'][PLUME_TABLE] for r in b['splits']):.4f}
+across splits), so read the means with their standard errors and the paired differences, not the split-0 column.
+"Distance from the benign mean" is the squared norm of the features (in the whitened space: the Mahalanobis
+distance): a reference for how much of the separation is plain size, not a baseline the acceptance names.
+Disclosure: an earlier version of this bench reported split 0 alone, with the table default fit on standardized
+features; exploratory runs on those held-out rows, which printed AUROCs, led to this protocol and to PCA
+whitening as a representation the rule may choose.
+
+The choice on split 0 (every cell's validation -log p(x); lower is better):
+
+{cells_table(b['splits'][0]['cells'])}
 
 ![most and least anomalous held-out digits, their error maps, and the score histograms]({png.name})
 
@@ -409,10 +445,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=2000, help="training steps of the digits U-Net")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size of the digits U-Net")
-    parser.add_argument("--table-steps", type=int, default=2000, help="training steps of the breast-cancer MLP")
+    parser.add_argument("--splits", type=int, default=10, help="seeded benign hold-out splits of the table")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the table's splits (1 thread each)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "anomaly-bench",
-                        help="where the two runs are trained (reused if already trained for the steps asked)")
-    parser.add_argument("--threads", type=int, default=1)
+                        help="where the runs are trained (the digits run is reused if already trained for the steps "
+                        "asked)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the digits part")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     args.command = "python bench/anomaly.py" + "".join(f" {a}" for a in sys.argv[1:])
@@ -420,9 +458,10 @@ def main() -> None:
     began = time.monotonic()
     log = lambda m: print(f"[{time.monotonic() - began:6.0f} s] {m}", flush=True)  # noqa: E731
     d = digits(args, log)
+    print(f"\ndigits 5-9 vs 0-4\n{table(d['rows'])}\n{verdict(d['rows'])}", flush=True)
     b = breast_cancer(args, log)
-    for title, res in (("digits 5-9 vs 0-4", d), ("breast cancer malignant vs benign", b)):
-        print(f"\n{title}\n{table(res['rows'])}\n{verdict(res['rows'])}")
+    print(f"\nbreast cancer malignant vs benign, {len(b['splits'])} splits\n{summary_table(b['summary'])}\n"
+          f"{table_verdict(b['summary'])}")
     if not args.no_docs:
         print(f"wrote {write_doc(args, d, b, time.monotonic() - began)}")
 

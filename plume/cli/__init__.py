@@ -37,6 +37,7 @@ from .anomaly import anomaly  # noqa: E402
 from .autoencoder import autoencoder  # noqa: E402
 from .denoise import denoise  # noqa: E402
 from .eval import evaluate  # noqa: E402
+from .fit_detector import fit_detector  # noqa: E402
 from .img2img import img2img  # noqa: E402
 from .inpaint import inpaint  # noqa: E402
 from .interpolate import interpolate  # noqa: E402
@@ -49,6 +50,7 @@ main.add_command(sample)
 main.add_command(evaluate)
 main.add_command(autoencoder)
 main.add_command(anomaly)
+main.add_command(fit_detector)
 main.add_command(interpolate)
 main.add_command(img2img)
 main.add_command(inpaint)

@@ -7,6 +7,8 @@ OUT/anomaly.json (the settings and the level statistics). With --score likelihoo
 Reconstruction scores are standardized per level by the run's own
 training data (its first --calibrate examples, rebuilt from config.json) when Plume can rebuild it; otherwise
 (e.g. a run trained from Python on a table) they are the plain mean of the per-level errors, with a note.
+A table detector (`plume fit-detector`, plume.tasks.table_anomaly) takes --table rows in their own units and scores
+them by -log p(x) with the whitening and smoothing it chose.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from ..samplers import SAMPLERS
 from ..tasks.anomaly import (DEFAULT_LEVELS, LevelStats, anomaly_scores, check_levels, level_stats,
                              likelihood_scores)
 from ..tasks.anomaly_plots import heatmap_pairs, score_histogram
+from ..tasks.table_anomaly import load_table_detector
 from ..train import load_denoiser, read_config
 from .train import _device, set_threads
 
@@ -39,12 +42,14 @@ from .train import _device, set_threads
               help="A folder of images to score (searched recursively), for an image run.")
 @click.option("--table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A CSV table to score, one row per input and the run's number of numeric columns (an optional "
-              "header row), in the scale the run was trained on; for a vector run.")
+              "header row), in the scale the run was trained on (a table detector: in the rows' own units); for a "
+              "vector run.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--score", "score_kind", type=click.Choice(["reconstruction", "likelihood"]), default="reconstruction",
-              show_default=True, help="reconstruction: the error after noising to --levels and denoising back; "
+@click.option("--score", "score_kind", type=click.Choice(["reconstruction", "likelihood"]), default=None,
+              help="reconstruction (the default): the error after noising to --levels and denoising back; "
               "likelihood: -log p(x) of the data smoothed to --smoothing, by the probability-flow ODE (exact trace "
-              "up to 64 dimensions; best for tables, slow for images).")
+              "up to 64 dimensions; best for tables, slow for images). A table detector (plume fit-detector) "
+              "scores by its own likelihood, with its own whitening and smoothing.")
 @click.option("--smoothing", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True,
               help="With --score likelihood: the noise level s_min the density is smoothed to (see "
               "plume.tasks.anomaly.choose_smoothing to pick it on held-out normal examples).")
@@ -78,7 +83,14 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
         raise PlumeError(f"the run {run} models data shaped {list(shape)}, not images (C, H, W); use --table")
     if table is not None and len(shape) != 1:
         raise PlumeError(f"the run {run} models data shaped {list(shape)}, not vectors (D,); use --images")
-    names, x0 = read_image_folder(images, shape, on_error) if images is not None else read_table(table, shape[0])
+    if table is not None and "table_detector" in info:  # a run of plume fit-detector: raw rows, its own score
+        return _detector_command(run, table, out, score_kind, batch_size, weights, device)
+    score_kind = score_kind or "reconstruction"
+    if images is not None:
+        names, x0 = read_image_folder(images, shape, on_error)
+    else:
+        names, x0, _ = read_table(table, shape[0])
+        x0 = x0.float()  # (N, D), in the scale the run was trained on
     denoiser = load_denoiser(run, ema=weights == "ema", device=_device(device))
     place = next(denoiser.parameters()).device
     if score_kind == "likelihood":
@@ -112,6 +124,26 @@ def _likelihood_command(denoiser: Any, run: Path, names: list[str], x0: torch.Te
     score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} inputs, -log p")
     (out / "anomaly.json").write_text(json.dumps({"run": str(run), "score": "likelihood", "smoothing": smoothing,
                                                   "batch_size": batch_size}, indent=2))
+    top = int(scores.argmax())
+    click.echo(f"{len(names)} scores (-log p, nats) -> {out / 'scores.csv'}; most anomalous: {names[top]} "
+               f"({float(scores[top]):.4g}); histogram -> {out / 'histogram.png'}")
+
+
+def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[str], batch_size: int, weights: str,
+                      device: str) -> None:
+    """--table on a table detector (plume fit-detector): -log p(x) of the raw rows in nats, with its whitening and
+    s_min (plume.tasks.table_anomaly)."""
+    if score_kind == "reconstruction":
+        raise click.UsageError(f"{run} is a table detector: it scores by likelihood only (leave out --score)")
+    detector = load_table_detector(run, ema=weights == "ema", device=_device(device))
+    names, rows, _ = read_table(table, detector.whitening.dim)
+    scores = detector.scores(rows, batch_size=batch_size, progress=True)  # (N,)
+    out.mkdir(parents=True, exist_ok=True)
+    write_scores(out / "scores.csv", names, scores, scores.new_zeros(0, len(scores)), ())
+    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} rows, -log p")
+    (out / "anomaly.json").write_text(json.dumps({"run": str(run), "score": "likelihood", "detector": True,
+                                                  "smoothing": detector.s_min,
+                                                  "representation": detector.whitening.kind}, indent=2))
     top = int(scores.argmax())
     click.echo(f"{len(names)} scores (-log p, nats) -> {out / 'scores.csv'}; most anomalous: {names[top]} "
                f"({float(scores[top]):.4g}); histogram -> {out / 'histogram.png'}")
@@ -172,23 +204,29 @@ def read_image_folder(folder: Path, shape: tuple[int, ...], on_error: str) -> tu
     return names, images_to_tensor(np.concatenate(pixels))  # (N, C, H, W)
 
 
-def read_table(path: Path, dim: int) -> tuple[list[str], torch.Tensor]:
-    """Row names ("row 1", ...) and rows (N, dim) of a numeric CSV file with an optional header row."""
+def read_table(path: Path, dim: Optional[int] = None) -> tuple[list[str], torch.Tensor, list[str]]:
+    """Row names ("row 1", ...), rows (N, D) and column names (the header's, else "column 1", ...) of a numeric CSV
+    file with an optional header row; D must be `dim` where given (the run's), else the first data row's."""
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    header = None
     if rows and not all(_is_number(c) for c in rows[0]):
-        rows = rows[1:]  # a header
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
         raise PlumeError(f"{path}: no data rows")
+    dim = len(rows[0]) if dim is None else dim
     values = []
     for i, row in enumerate(rows, start=1):
         if len(row) != dim:
-            raise PlumeError(f"{path}: data row {i} has {len(row)} columns; the run models vectors of {dim}")
+            raise PlumeError(f"{path}: data row {i} has {len(row)} columns, expected {dim}")
         bad = [j for j, c in enumerate(row) if not _is_number(c) or not math.isfinite(float(c))]
         if bad:
-            raise PlumeError(f"{path}: data row {i}, column {bad[0] + 1}: {row[bad[0]]!r} is not a finite number")
+            where = f"column {bad[0] + 1}" + (f" ({header[bad[0]]!r})" if header and bad[0] < len(header) else "")
+            raise PlumeError(f"{path}: data row {i}, {where}: {row[bad[0]]!r} is not a finite number")
         values.append([float(c) for c in row])
-    return [f"row {i}" for i in range(1, len(values) + 1)], torch.tensor(values, dtype=torch.float32)  # (N, D)
+    columns = header if header and len(header) == dim else [f"column {j}" for j in range(1, dim + 1)]
+    return ([f"row {i}" for i in range(1, len(values) + 1)], torch.tensor(values, dtype=torch.float64),  # (N, D)
+            columns)
 
 
 def _is_number(text: str) -> bool:

@@ -1,0 +1,56 @@
+"""`plume fit-detector --table normal.csv --out RUN`: fit a table anomaly detector to normal rows alone
+(plume.tasks.table_anomaly): a diffusion model of the rows, its representation (standardized or PCA-whitened
+columns), weight decay, training length and smoothing chosen by the held-out likelihood of normal rows. Then
+`plume anomaly RUN --table rows.csv --out DIR` scores rows in their own units (higher: more unusual).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ..tasks.table_anomaly import GRID, fit_table_detector
+from .anomaly import read_table
+from .train import set_threads
+
+
+def _numbers(text: str, kind: type, option: str) -> tuple:
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated numbers", param_hint=option) from None
+    if not values or any(v < 0 for v in values):
+        raise click.BadParameter(f"{text!r}: expected numbers >= 0", param_hint=option)
+    return values
+
+
+@click.command("fit-detector")
+@click.option("--table", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A CSV of normal rows (numeric columns, an optional header row), in their own units.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory.")
+@click.option("--representation", type=click.Choice(["auto", *GRID["representation"]]), default="auto",
+              show_default=True, help="auto: whichever of standardize and pca has the better held-out likelihood.")
+@click.option("--weight-decay", default=",".join(f"{v:g}" for v in GRID["weight_decay"]), show_default=True,
+              help="Weight decays to choose from.")
+@click.option("--steps", default=",".join(str(v) for v in GRID["steps"]), show_default=True,
+              help="Training lengths to choose from.")
+@click.option("--smoothing", default=",".join(f"{v:g}" for v in GRID["s_min"]), show_default=True,
+              help="Smoothing levels s_min to choose from.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
+def fit_detector(table: Path, out: Path, representation: str, weight_decay: str, steps: str, smoothing: str, seed: int,
+                 threads: Optional[int]) -> None:
+    """Fit a table anomaly detector to the normal rows of --table."""
+    set_threads(threads, False)
+    grid = {"representation": GRID["representation"] if representation == "auto" else (representation,),
+            "weight_decay": _numbers(weight_decay, float, "--weight-decay"),
+            "steps": _numbers(steps, int, "--steps"), "s_min": _numbers(smoothing, float, "--smoothing")}
+    if 0 in grid["steps"] or 0 in grid["s_min"]:
+        raise click.BadParameter("steps and smoothing levels must be > 0", param_hint="--steps / --smoothing")
+    _, rows, columns = read_table(table)
+    detector = fit_table_detector(rows.numpy(), out, grid, columns=columns, seed=seed, log=click.echo)
+    chosen = next(c for c in detector.cells if c.get("chosen"))
+    click.echo(f"detector -> {out} ({chosen['representation']}, weight decay {chosen['weight_decay']:g}, "
+               f"{chosen['steps']} steps, s_min {chosen['s_min']:g}); score rows with: plume anomaly {out} "
+               f"--table ROWS.csv --out DIR")
