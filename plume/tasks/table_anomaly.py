@@ -83,15 +83,14 @@ def fit_table_detector(rows: "np.ndarray | torch.Tensor", out: "str | Path", gri
     fit_pos, val_pos = holdout_split(len(x), VALIDATION, VALIDATION_SEED)
     recipe = default_recipe((x.shape[1],))
 
-    def fitted(z: torch.Tensor, directory: Path, weight_decay: float, steps: int) -> Any:
+    def fitted(z: torch.Tensor, directory: Path, weight_decay: float, steps: int, record: Optional[dict] = None) -> Any:
+        """The recipe's MLP trained on z (N, D) into `directory` (config.json's data record gets `record`)."""
         denoiser = build_recipe(recipe, (x.shape[1],), seed=seed)
         training = {**recipe["training"], "steps": steps, "lr": LEARNING_RATE, "weight_decay": weight_decay,
                     "sample_count": 16, "checkpoint_every": steps, "seed": seed}
-        train(denoiser, z.float(), directory, train_config(training), data_info=info(z), progress=progress)
+        info = {"name": "table", "n": len(z), "shape": [int(x.shape[1])], **(record or {})}
+        train(denoiser, z.float(), directory, train_config(training), data_info=info, progress=progress)
         return denoiser.eval().double()
-
-    def info(z: torch.Tensor) -> dict[str, Any]:
-        return {"name": "table", "n": len(z), "shape": [int(x.shape[1])]}
 
     cells = []
     with tempfile.TemporaryDirectory(prefix="plume-table-detector-") as scratch:
@@ -111,14 +110,9 @@ def fit_table_detector(rows: "np.ndarray | torch.Tensor", out: "str | Path", gri
     log(f"chosen: {best['representation']}, weight decay {best['weight_decay']:g}, {best['steps']} steps, "
         f"s_min {best['s_min']:g}; refitting on all {len(x)} rows -> {out}")
     whitening = Whitening.fit(x, best["representation"], columns)
-    z = whitening(x)  # (N, D)
     detector = TableDetector(None, whitening, best["s_min"], cells)
-    denoiser = build_recipe(recipe, (x.shape[1],), seed=seed)
-    training = {**recipe["training"], "steps": best["steps"], "lr": LEARNING_RATE,
-                "weight_decay": best["weight_decay"], "sample_count": 16, "seed": seed}
-    train(denoiser, z.float(), out, train_config(training),
-          data_info={**info(z), "table_detector": detector.record()}, progress=progress)
-    detector.denoiser = load_table_detector(out).denoiser
+    fitted(whitening(x), Path(out), best["weight_decay"], best["steps"], {"table_detector": detector.record()})
+    detector.denoiser = load_table_detector(out).denoiser  # the EMA weights, as a later load gives them
     return detector
 
 
