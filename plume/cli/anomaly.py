@@ -121,7 +121,8 @@ def _likelihood_command(denoiser: Any, run: Path, names: list[str], x0: torch.Te
                                progress=True).cpu()  # (N,)
     out.mkdir(parents=True, exist_ok=True)
     write_scores(out / "scores.csv", names, scores, scores.new_zeros(0, len(scores)), ())
-    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} inputs, -log p")
+    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} inputs, -log p",
+                    x_label="-log p", log_spread=True)
     (out / "anomaly.json").write_text(json.dumps({"run": str(run), "score": "likelihood", "smoothing": smoothing,
                                                   "batch_size": batch_size}, indent=2))
     top = int(scores.argmax())
@@ -140,7 +141,8 @@ def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[st
     scores = detector.scores(rows, batch_size=batch_size, progress=True)  # (N,)
     out.mkdir(parents=True, exist_ok=True)
     write_scores(out / "scores.csv", names, scores, scores.new_zeros(0, len(scores)), ())
-    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} rows, -log p")
+    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} rows, -log p",
+                    x_label="-log p", log_spread=True)
     (out / "anomaly.json").write_text(json.dumps({"run": str(run), "score": "likelihood", "detector": True,
                                                   "smoothing": detector.s_min,
                                                   "representation": detector.whitening.kind}, indent=2))

@@ -49,8 +49,9 @@ def heatmap_grid(x0: torch.Tensor, maps: torch.Tensor, captions: Sequence[str], 
 
 
 def score_histogram(path: Union[str, os.PathLike], groups: dict[str, Sequence[float]], title: str = "",
-                    x_label: str = "anomaly score") -> Path:
-    """Save a PNG of overlaid score histograms, one per named group (e.g. {"normal": ..., "anomalous": ...})."""
+                    x_label: str = "anomaly score", log_spread: bool = False) -> Path:
+    """Save a PNG of overlaid score histograms, one per named group (e.g. {"normal": ..., "anomalous": ...}).
+    log_spread: plot log10(1 + score - lowest score) instead, for heavy-tailed scores such as -log p(x)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -58,6 +59,9 @@ def score_histogram(path: Union[str, os.PathLike], groups: dict[str, Sequence[fl
     if not any(len(v) for v in values):
         raise PlumeError("score_histogram: no scores to plot")
     every = np.concatenate(values)
+    if log_spread:
+        values = [np.log10(1 + v - every.min()) for v in values]
+        every, x_label = np.log10(1 + every - every.min()), f"log10(1 + {x_label} - lowest)"
     bins = np.histogram_bin_edges(every, bins=min(40, max(5, len(every) // 5)))
     fig = Figure(figsize=(6.0, 3.6), dpi=100)
     FigureCanvasAgg(fig)
