@@ -129,6 +129,10 @@ def test_commands_fit_and_score_raw_rows(tmp_path):
     assert got["row 1"] == pytest.approx(float(expected[0]), rel=1e-5)
     assert got["row 2"] > got["row 1"]
     assert json.loads((out / "anomaly.json").read_text())["representation"] == "pca"
+    wider = CliRunner().invoke(main, ["anomaly", str(run), "--table", str(rows), "--out", str(tmp_path / "wider"),
+                                      "--smoothing", "0.6"])
+    assert wider.exit_code == 0 and "instead of the detector's chosen 0.3" in wider.output
+    assert json.loads((tmp_path / "wider" / "anomaly.json").read_text())["smoothing"] == 0.6
     refused = CliRunner().invoke(main, ["anomaly", str(run), "--table", str(rows), "--out", str(out),
                                         "--score", "reconstruction"])
     assert refused.exit_code == 2 and "likelihood only" in refused.output

@@ -50,9 +50,10 @@ from .train import _device, set_threads
               "likelihood: -log p(x) of the data smoothed to --smoothing, by the probability-flow ODE (exact trace "
               "up to 64 dimensions; best for tables, slow for images). A table detector (plume fit-detector) "
               "scores by its own likelihood, with its own whitening and smoothing.")
-@click.option("--smoothing", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True,
-              help="With --score likelihood: the noise level s_min the density is smoothed to (see "
-              "plume.tasks.anomaly.choose_smoothing to pick it on held-out normal examples).")
+@click.option("--smoothing", type=click.FloatRange(min=0, min_open=True),
+              help="With --score likelihood: the noise level s_min the density is smoothed to (default 0.2; see "
+              "plume.tasks.anomaly.choose_smoothing to pick it on held-out normal examples). A table detector uses "
+              "the s_min it chose unless this is given.")
 @click.option("--levels", default=",".join(f"{s:g}" for s in DEFAULT_LEVELS), show_default=True,
               help="Noise levels t0 as scaled levels s = sigma / alpha, comma-separated.")
 @click.option("--seeds", type=click.IntRange(min=1), default=4, show_default=True, help="Noise draws per level.")
@@ -68,7 +69,8 @@ from .train import _device, set_threads
 @click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
-def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path, score_kind: str, smoothing: float,
+def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path, score_kind: Optional[str],
+            smoothing: Optional[float],
             levels: str, seeds: int, seed: int, steps: int, sampler: str, calibrate: int, on_error: str,
             batch_size: int, weights: str, device: str,
             threads: Optional[int]) -> None:
@@ -84,7 +86,7 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
     if table is not None and len(shape) != 1:
         raise PlumeError(f"the run {run} models data shaped {list(shape)}, not vectors (D,); use --images")
     if table is not None and "table_detector" in info:  # a run of plume fit-detector: raw rows, its own score
-        return _detector_command(run, table, out, score_kind, batch_size, weights, device)
+        return _detector_command(run, table, out, score_kind, smoothing, batch_size, weights, device)
     score_kind = score_kind or "reconstruction"
     if images is not None:
         names, x0 = read_image_folder(images, shape, on_error)
@@ -94,7 +96,8 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
     denoiser = load_denoiser(run, ema=weights == "ema", device=_device(device))
     place = next(denoiser.parameters()).device
     if score_kind == "likelihood":
-        return _likelihood_command(denoiser, run, names, x0.to(place), out, smoothing, batch_size)
+        return _likelihood_command(denoiser, run, names, x0.to(place), out, 0.2 if smoothing is None else smoothing,
+                                   batch_size)
     options = dict(levels=level_list, seeds=seeds, seed=seed, steps=steps, sampler=sampler, batch_size=batch_size)
     stats = _calibration(denoiser, run, info, calibrate, options)
     result = anomaly_scores(denoiser, denoiser.process, x0.to(place), stats=stats, progress=True, **options)
@@ -130,13 +133,16 @@ def _likelihood_command(denoiser: Any, run: Path, names: list[str], x0: torch.Te
                f"({float(scores[top]):.4g}); histogram -> {out / 'histogram.png'}")
 
 
-def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[str], batch_size: int, weights: str,
-                      device: str) -> None:
+def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[str], smoothing: Optional[float],
+                      batch_size: int, weights: str, device: str) -> None:
     """--table on a table detector (plume fit-detector): -log p(x) of the raw rows in nats, with its whitening and
     s_min (plume.tasks.table_anomaly)."""
     if score_kind == "reconstruction":
         raise click.UsageError(f"{run} is a table detector: it scores by likelihood only (leave out --score)")
     detector = load_table_detector(run, ema=weights == "ema", device=_device(device))
+    if smoothing is not None and smoothing != detector.s_min:
+        click.echo(f"note: smoothing {smoothing:g} instead of the detector's chosen {detector.s_min:g}", err=True)
+        detector.s_min = smoothing
     names, rows, _ = read_table(table, detector.whitening.dim)
     scores = detector.scores(rows, batch_size=batch_size, progress=True)  # (N,)
     out.mkdir(parents=True, exist_ok=True)
