@@ -122,15 +122,8 @@ def _likelihood_command(denoiser: Any, run: Path, names: list[str], x0: torch.Te
     """--score likelihood: scores.csv (file, score = -log p in nats, rank), histogram.png, anomaly.json."""
     scores = likelihood_scores(denoiser.double(), denoiser.process, x0, smoothing, batch_size=batch_size,
                                progress=True).cpu()  # (N,)
-    out.mkdir(parents=True, exist_ok=True)
-    write_scores(out / "scores.csv", names, scores, scores.new_zeros(0, len(scores)), ())
-    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} inputs, -log p",
-                    x_label="-log p", log_spread=True)
-    (out / "anomaly.json").write_text(json.dumps({"run": str(run), "score": "likelihood", "smoothing": smoothing,
-                                                  "batch_size": batch_size}, indent=2))
-    top = int(scores.argmax())
-    click.echo(f"{len(names)} scores (-log p, nats) -> {out / 'scores.csv'}; most anomalous: {names[top]} "
-               f"({float(scores[top]):.4g}); histogram -> {out / 'histogram.png'}")
+    _write_likelihood(out, names, scores, {"run": str(run), "score": "likelihood", "smoothing": smoothing,
+                                           "batch_size": batch_size}, "inputs")
 
 
 def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[str], smoothing: Optional[float],
@@ -145,13 +138,18 @@ def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[st
         detector.s_min = smoothing
     names, rows, _ = read_table(table, detector.whitening.dim)
     scores = detector.scores(rows, batch_size=batch_size, progress=True)  # (N,)
+    _write_likelihood(out, names, scores, {"run": str(run), "score": "likelihood", "detector": True,
+                                           "smoothing": detector.s_min,
+                                           "representation": detector.whitening.kind}, "rows")
+
+
+def _write_likelihood(out: Path, names: list[str], scores: torch.Tensor, settings: dict[str, Any], kind: str) -> None:
+    """scores.csv, histogram.png (log scale) and anomaly.json (`settings`) for -log p scores (N,) of `names`."""
     out.mkdir(parents=True, exist_ok=True)
     write_scores(out / "scores.csv", names, scores, scores.new_zeros(0, len(scores)), ())
-    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} rows, -log p",
+    score_histogram(out / "histogram.png", {"inputs": scores.tolist()}, title=f"{len(names)} {kind}, -log p",
                     x_label="-log p", log_spread=True)
-    (out / "anomaly.json").write_text(json.dumps({"run": str(run), "score": "likelihood", "detector": True,
-                                                  "smoothing": detector.s_min,
-                                                  "representation": detector.whitening.kind}, indent=2))
+    (out / "anomaly.json").write_text(json.dumps(settings, indent=2))
     top = int(scores.argmax())
     click.echo(f"{len(names)} scores (-log p, nats) -> {out / 'scores.csv'}; most anomalous: {names[top]} "
                f"({float(scores[top]):.4g}); histogram -> {out / 'histogram.png'}")
