@@ -68,7 +68,7 @@ def fit_table_detector(rows: "np.ndarray | torch.Tensor", out: "str | Path", gri
     """Choose representation, weight decay, steps and s_min by the held-out likelihood of normal `rows` (N, D) (module
     doc), refit the chosen model on all rows into run directory `out`, and return the detector. `grid` overrides
     entries of GRID; `columns` names the columns in error messages."""
-    from ..train import find_checkpoint, train, train_config
+    from ..train import find_checkpoint, load_denoiser, train, train_config
 
     try:
         find_checkpoint(out)
@@ -84,13 +84,14 @@ def fit_table_detector(rows: "np.ndarray | torch.Tensor", out: "str | Path", gri
     recipe = default_recipe((x.shape[1],))
 
     def fitted(z: torch.Tensor, directory: Path, weight_decay: float, steps: int, record: Optional[dict] = None) -> Any:
-        """The recipe's MLP trained on z (N, D) into `directory` (config.json's data record gets `record`)."""
+        """The recipe's MLP trained on z (N, D) into `directory` (config.json's data record gets `record`), its EMA
+        weights loaded in float64: every cell is judged with the weights the detector scores with."""
         denoiser = build_recipe(recipe, (x.shape[1],), seed=seed)
         training = {**recipe["training"], "steps": steps, "lr": LEARNING_RATE, "weight_decay": weight_decay,
                     "sample_count": 16, "checkpoint_every": steps, "seed": seed}
         info = {"name": "table", "n": len(z), "shape": [int(x.shape[1])], **(record or {})}
         train(denoiser, z.float(), directory, train_config(training), data_info=info, progress=progress)
-        return denoiser.eval().double()
+        return load_denoiser(directory, ema=True).double()
 
     cells = []
     with tempfile.TemporaryDirectory(prefix="plume-table-detector-") as scratch:
@@ -111,8 +112,8 @@ def fit_table_detector(rows: "np.ndarray | torch.Tensor", out: "str | Path", gri
         f"s_min {best['s_min']:g}; refitting on all {len(x)} rows -> {out}")
     whitening = Whitening.fit(x, best["representation"], columns)
     detector = TableDetector(None, whitening, best["s_min"], cells)
-    fitted(whitening(x), Path(out), best["weight_decay"], best["steps"], {"table_detector": detector.record()})
-    detector.denoiser = load_table_detector(out).denoiser  # the EMA weights, as a later load gives them
+    detector.denoiser = fitted(whitening(x), Path(out), best["weight_decay"], best["steps"],
+                               {"table_detector": detector.record()})
     return detector
 
 
