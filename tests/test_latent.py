@@ -162,6 +162,25 @@ def test_text_conditioned_latent_run_samples_prompts(tmp_path):
     assert "prompt match rate" in result.output
 
 
+def test_eval_of_a_latent_run_measures_decoded_images(tmp_path):
+    """plume eval on a latent run draws latents, decodes them, and measures the images against the run's own
+    images (not its latents); --nll, a likelihood of latents, is refused."""
+    images = ["--data", "digits", "--limit", "64", "--quiet", "--threads", "1"]
+    assert run("autoencoder", "train", *images, "--out", tmp_path / "ae", "--steps", "2", "--width", "8",
+               "--factor", "2").exit_code == 0
+    tiny = ["--backbone-option", "channels=[16,16]", "--backbone-option", "norm_groups=4",
+            "--backbone-option", "head_channels=16", "--batch-size", "8", "--sample-count", "4"]
+    result = run("train", *images, "--latent", tmp_path / "ae", "--out", tmp_path / "run", "--steps", "2", *tiny)
+    assert result.exit_code == 0, result.output
+    result = run("eval", tmp_path / "run", "--n", "12", "--steps", "2", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert report["n_samples"] == 12 and report["reference"]["source"] == "digits"  # the images record's loader
+    assert report["n_reference"] == 64 and np.isfinite(report["fid"])  # 64 digits of 8x8 pixels, not latents
+    result = run("eval", tmp_path / "run", "--n", "4", "--steps", "2", "--nll")
+    assert result.exit_code == 2 and "likelihood of latents" in result.output, result.output
+
+
 def test_bad_input_messages(tmp_path, shapes16):
     model = KLAutoencoder(**SMALL)
     with pytest.raises(PlumeError, match=r"multiples of its downsampling factor f=4; got 3x30x30"):

@@ -4,7 +4,8 @@
 A class-conditional run is sampled with an equal number of samples per class, under classifier-free guidance
 (or autoguidance), and also gets class accuracy: how often a classifier trained on the labelled reference
 images, apart from the diffusion model, judges a sample to be the class it was asked for (with
---guidance-sweep, accuracy and FID against the guidance scale)."""
+--guidance-sweep, accuracy and FID against the guidance scale). A latent run's samples are decoded by its autoencoder
+and measured against its images."""
 from __future__ import annotations
 
 import json
@@ -25,6 +26,8 @@ from ..evaluation.features import FEATURE_NETWORKS, FeatureNetwork, feature_netw
 from ..evaluation.frechet import frechet_distance
 from ..evaluation.images import describe_classifier
 from ..evaluation.report import image_metrics, reference_features
+from ..latent.autoencoder import KLAutoencoder
+from ..latent.data import KIND as LATENT, decode_latents, latent_autoencoder
 from ..train.plots import line_plot
 from ..samplers import SAMPLERS
 from ..train import find_checkpoint, load_denoiser, read_config
@@ -88,7 +91,11 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
     report: dict[str, Any] = {"target": str(target)}
     if is_run:
         denoiser = load_denoiser(target, ema=True, device=_device(device))
-        shape = tuple(config["data"]["shape"])
+        shape = tuple(config["data"]["shape"])  # a latent run's: its latents' (z, h, w)
+        autoencoder = latent_autoencoder(config["data"], find_checkpoint(target) / "config.json", _device(device))
+        if nll and autoencoder is not None:
+            raise click.UsageError(f"--nll: the run {target} models an autoencoder's latents, so the PF-ODE gives the "
+                                   "likelihood of latents, not bits per pixel dimension; drop --nll")
         if len(shape) != 3:
             raise PlumeError(f"plume eval measures images; the run {target} holds data shaped {list(shape)}")
         seed_list = parse_seeds(seeds) if seeds else list(range(n))
@@ -97,8 +104,8 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
         scale = (DEFAULT_GUIDANCE if guidance is None else guidance) if classes or weak_run else 1.0
         weaker = weaker_model(weak_run, target, config, ema=True, device=_device(device)) if weak_run else None
         options = dict(sampler=sampler, steps=steps, grid=None)
-        samples = tensor_to_images(draw(denoiser, shape, seed_list, batch_size, options, labels=requested,
-                                        guidance=scale, weaker=weaker))  # (n, H, W, C)
+        samples = drawn_images(denoiser, shape, seed_list, batch_size, options, autoencoder, labels=requested,
+                               guidance=scale, weaker=weaker)  # (n, H, W, C)
         report["sampling"] = {"sampler": sampler, "steps": steps, "seeds": f"{seed_list[0]}..{seed_list[-1]}"}
         if classes or weak_run:
             report["sampling"].update(guidance=scale, guidance_kind=f"autoguidance by {weak_run}" if weak_run else
@@ -125,13 +132,13 @@ def evaluate(target: Path, ref: Optional[str], network_name: Optional[str], weig
         if scales:
             report["guidance_sweep"] = sweep_guidance(
                 denoiser, shape, seed_list, batch_size, options, requested, scales, weaker, judge, network, real,
-                {scale: samples}, out.with_name(out.stem + "-guidance.png"))
+                {scale: samples}, out.with_name(out.stem + "-guidance.png"), autoencoder)
     report["memorization"] = memorization_audit(samples, reference, out.with_name(out.stem + "-audit.png"))
     if nll:
         report["nll"] = _bits_per_dim(denoiser, nll_data or ref, held_out, reference, nll_limit, probes, seed)
     if plan:
         report["sweep"] = sampler_sweep(denoiser, shape, seed_list, batch_size, network, real, *plan,
-                                        out.with_name(out.stem + "-sweep.png"))
+                                        out.with_name(out.stem + "-sweep.png"), autoencoder)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     click.echo(summary(report, out))
 
@@ -189,18 +196,28 @@ def class_judge(network: FeatureNetwork, reference: np.ndarray, labels: Optional
     return judge, about
 
 
+def drawn_images(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, options: dict[str, Any],
+                 autoencoder: Optional[KLAutoencoder] = None, **guidance: Any) -> np.ndarray:
+    """Samples of `seeds` (cli.sample.draw; `guidance`: its labels, guidance and weaker) as uint8 images
+    (n, H, W, C), a latent run's decoded by its `autoencoder`."""
+    x = draw(denoiser, shape, seeds, batch_size, options, **guidance)  # (n, *shape)
+    if autoencoder is not None:
+        x = decode_latents(autoencoder, x, batch_size)  # latents (n, z, h, w) -> images (n, C, H, W)
+    return tensor_to_images(x)
+
+
 def sweep_guidance(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, options: dict[str, Any],
                    requested: list[int], scales: list[float], weaker: Any, judge: ImageClassifier,
                    network: FeatureNetwork, real: np.ndarray, drawn: dict[float, np.ndarray],
-                   path: Path) -> dict[str, Any]:
+                   path: Path, autoencoder: Optional[KLAutoencoder] = None) -> dict[str, Any]:
     """Class accuracy and FID of the same seeds and labels at each guidance scale (samples already `drawn` at a
     scale are reused); a PNG of both against the scale. `real` holds the reference features (M, F)."""
     points = []
     for scale in scales:
         pixels = drawn.get(scale)
         if pixels is None:
-            pixels = tensor_to_images(draw(denoiser, shape, seeds, batch_size, options, labels=requested,
-                                           guidance=scale, weaker=weaker))  # (n, H, W, C)
+            pixels = drawn_images(denoiser, shape, seeds, batch_size, options, autoencoder, labels=requested,
+                                  guidance=scale, weaker=weaker)  # (n, H, W, C)
         accuracy = class_accuracy(pixels, requested, judge)
         points.append({"guidance": scale, "accuracy": accuracy.overall,
                        "per_class": {str(k): v for k, v in accuracy.per_class.items()},
@@ -213,7 +230,8 @@ def sweep_guidance(denoiser: Any, shape: tuple, seeds: list[int], batch_size: in
 
 
 def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int, network: FeatureNetwork,
-                  real: np.ndarray, names: list[str], budgets: list[int], path: Path) -> dict[str, Any]:
+                  real: np.ndarray, names: list[str], budgets: list[int], path: Path,
+                  autoencoder: Optional[KLAutoencoder] = None) -> dict[str, Any]:
     """FID of the same seeds drawn with each sampler at each number of model evaluations (NFE); a PNG of FID
     against NFE. Each sampler runs the most steps that fit in the NFE (SamplerSpec.steps_for_evaluations: Heun's
     last step is Euler's, so it spends 2 * steps - 1). `real` holds the reference features (M, F)."""
@@ -222,7 +240,8 @@ def sampler_sweep(denoiser: Any, shape: tuple, seeds: list[int], batch_size: int
         xs, ys = [], []
         for budget in budgets:
             steps = SAMPLERS[name].steps_for_evaluations(budget)
-            pixels = tensor_to_images(draw(denoiser, shape, seeds, batch_size, dict(sampler=name, steps=steps, grid=None)))
+            pixels = drawn_images(denoiser, shape, seeds, batch_size, dict(sampler=name, steps=steps, grid=None),
+                                  autoencoder)  # (n, H, W, C)
             fid = frechet_distance(network.features(pixels), real)
             rows.append({"sampler": name, "steps": steps, "nfe": budget,
                          "evaluations": SAMPLERS[name].evaluations(steps), "fid": fid})
@@ -244,7 +263,9 @@ def _reference(ref: Optional[str], config: Optional[dict], target: Path) -> tupl
         return images.pixels, images.labels, {"source": ref, **images.loader}, None, None
     if config is None:
         raise click.UsageError("--ref is required with a samples file (which data are the samples meant to match?)")
-    data = data_from_info(config["data"], str(find_checkpoint(target) / "config.json"))
+    info = config["data"]
+    info = info.get("images", {}) if info.get("kind") == LATENT else info  # a latent run's images, before encoding
+    data = data_from_info(info, str(find_checkpoint(target) / "config.json"))
     if getattr(data, "images", None) is None:
         raise PlumeError(f"the run {target} was not trained on images; plume eval measures images")
     held = holdout_split(len(data.images.pixels), data.holdout, int(data.images.loader.get("seed", 0)))[1]  # (K,)
