@@ -228,7 +228,7 @@ def write_docs(args, rows: dict, outputs: dict, errors: dict, sets: dict, denois
     command = "nice -n 19 python bench/denoise.py " + shlex.join(sys.argv[1:])
     text = f"""# Denoising: Plume against non-local means and BM3D
 
-Written by `bench/denoise.py` on {datetime.date.today().isoformat()} ({seconds / 60:.0f} minutes on a shared 2-core CPU,
+Written by `bench/denoise.py` on {datetime.date.today().isoformat()} ({seconds / 60:.1f} minutes on a shared 2-core CPU,
 1 torch thread):
 
     {command}

@@ -1,7 +1,7 @@
 """Latent diffusion (plume.latent): the KL autoencoder's shapes and KL term, the latent scale, training that
 reconstructs, bit-exact save/load, the command line end to end, and the messages for bad input."""
 import json
-import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -94,7 +94,36 @@ def test_save_load_round_trip_is_bit_exact(shapes16, tmp_path):
         assert torch.equal(model.eval().to_latent(shapes16.data), loaded.to_latent(shapes16.data))
     config = json.loads((tmp_path / "ae" / "checkpoint" / "config.json").read_text())
     assert config["kind"] == "autoencoder" and config["scale_factor"] == model.scale_factor
-    assert sorted(p.name for p in (tmp_path / "ae" / "checkpoint").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ae" / "checkpoint").iterdir()) == \
+        ["config.json", "model.safetensors", "optimizer.json", "optimizer.safetensors"]  # the optimizer: to resume
+
+
+def test_a_resumed_autoencoder_ends_where_one_run_straight_through_does(shapes16, tmp_path):
+    """Stopped at step 3 (a step budget here; a time budget or a signal save the same way) and resumed to 6: the
+    weights equal those of 6 steps in one go, bit for bit, and loss.csv reads as one run."""
+    config = AutoencoderConfig(steps=6, batch_size=4, log_every=1, warmup_steps=4)
+    torch.manual_seed(0)
+    straight = KLAutoencoder(**SMALL)
+    train_autoencoder(straight, shapes16, tmp_path / "straight", config, progress=False)
+    torch.manual_seed(0)
+    train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "split", replace(config, steps=3), progress=False)
+    with pytest.raises(PlumeError, match="already holds an autoencoder"):
+        train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "split", config, progress=False)
+    torch.manual_seed(7)  # the resumed model's own initial weights must not matter
+    resumed = KLAutoencoder(**SMALL)
+    result = train_autoencoder(resumed, shapes16, tmp_path / "split", config, progress=False, resume=True)
+    assert result.step == 6
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "split" / "loss.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "split" / "loss.csv").read_text().splitlines()[4].split(",")[:4] == \
+        (tmp_path / "straight" / "loss.csv").read_text().splitlines()[4].split(",")[:4]  # step 4's loss, mse, kl
+    with pytest.raises(PlumeError, match="at step 6 already"):
+        train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "split", config, progress=False, resume=True)
+    with pytest.raises(PlumeError, match="options .* differ"):
+        train_autoencoder(KLAutoencoder(width=8, norm_groups=4, latent_channels=2), shapes16, tmp_path / "split",
+                          replace(config, steps=8), progress=False, resume=True)
 
 
 def test_latent_data_is_unit_variance_and_decodes(shapes16, tmp_path):
@@ -135,12 +164,14 @@ def test_command_line_end_to_end(tmp_path):
     result = run("train", "--out", tmp_path / "run", "--resume", "--steps", "4", "--quiet", "--threads", "1")
     assert result.exit_code == 0 and "step 4" in result.output, result.output
 
-    # A retrained autoencoder in the same folder no longer matches the run's latents: refused, not decoded wrongly.
-    shutil.rmtree(tmp_path / "ae")
-    assert run("autoencoder", "train", *images, "--out", tmp_path / "ae", "--steps", "1", "--width", "8",
-               "--seed", "5").exit_code == 0
+    # The autoencoder resumes too, with its saved data and options; its weights change, so the run refuses it.
+    result = run("autoencoder", "train", "--out", tmp_path / "ae", "--resume", "--width", "16")
+    assert result.exit_code == 2 and "--width cannot be given with --resume" in result.output, result.output
+    result = run("autoencoder", "train", "--out", tmp_path / "ae", "--resume", "--steps", "6", "--quiet")
+    assert result.exit_code == 0 and "step 6" in result.output and "12 held out images" in result.output, result.output
     result = run("sample", tmp_path / "run", "--n", "2", "--steps", "2")
     assert result.exit_code == 1 and "changed after this run was trained" in result.output, result.output
+
 
 
 def test_text_conditioned_latent_run_samples_prompts(tmp_path):

@@ -1,4 +1,5 @@
-"""Command-line helpers: config files whose values the flags override, seed ranges, key=value options."""
+"""Command-line helpers: config files whose values the flags override, seed ranges, key=value options, the flags a
+resumed run may take."""
 from __future__ import annotations
 
 import json
@@ -36,6 +37,17 @@ def load_config_file(ctx: click.Context, param: click.Parameter, path: Optional[
         defaults[name] = value
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path
+
+
+def resume_flags(ctx: click.Context, allowed: set[str]) -> list[str]:
+    """The flags given on the command line of a --resume, all of them in `allowed` (what a resumed run may change;
+    it keeps every other setting it was saved with), or a UsageError naming the first that is not."""
+    given = [p for p in ctx.params if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+    fixed = sorted(set(given) - allowed)
+    if fixed:
+        raise click.UsageError(f"--{fixed[0].replace('_', '-')} cannot be given with --resume: a resumed run keeps its "
+                               f"saved settings (only {', '.join('--' + f.replace('_', '-') for f in sorted(allowed))})")
+    return given
 
 
 def parse_seeds(text: str) -> list[int]:

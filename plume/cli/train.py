@@ -24,7 +24,7 @@ from ..train.distributed import finish, from_environment
 from .cascade import super_resolution_stage
 from .inpaint import inpainting_stage
 from .interpolate import interpolation_data, interpolation_stage, wants_interpolation
-from .options import load_config_file, parse_key_values
+from .options import load_config_file, parse_key_values, resume_flags
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
@@ -199,11 +199,7 @@ def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
 
 def _resumed(ctx: click.Context, flags: dict[str, Any], saved: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     """The saved run: its denoiser and data from its config.json (`saved`), with the few flags a resume may change."""
-    given = [p for p in ctx.params if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
-    fixed = sorted(set(given) - RESUME_FLAGS)
-    if fixed:
-        raise click.UsageError(f"--{fixed[0].replace('_', '-')} cannot be given with --resume: a resumed run keeps its "
-                               f"saved settings (only {', '.join('--' + f.replace('_', '-') for f in sorted(RESUME_FLAGS))})")
+    given = resume_flags(ctx, RESUME_FLAGS)
     out = flags["out"]
     denoiser = build_denoiser(saved, find_checkpoint(out) / "config.json")
     source = str(find_checkpoint(out) / "config.json")

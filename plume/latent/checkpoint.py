@@ -1,5 +1,6 @@
-"""An autoencoder on disk: <folder>/checkpoint/config.json + model.safetensors, written atomically and verified on
-load by plume.train.checkpoint (never pickled).
+"""An autoencoder on disk: <folder>/checkpoint/config.json + model.safetensors (+ optimizer.safetensors and
+optimizer.json, to resume its training), written atomically and verified on load by plume.train.checkpoint (never
+pickled).
 
 config.json holds kind "autoencoder", the architecture {"name": "kl", "options": KLAutoencoder.options()}, the
 latent scale_factor (with the latent statistics it came from), the training options, the data's description, the
@@ -9,23 +10,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 
 from ..errors import PlumeError
-from ..train.checkpoint import CHECKPOINT, _read_json, _read_tensors, find_checkpoint, load_weights, save_checkpoint
+from ..train.checkpoint import (CHECKPOINT, _read_json, _read_tensors, find_checkpoint, load_weights, read_optimizer,
+                                save_checkpoint)
 from .autoencoder import KLAutoencoder
 
 KIND, NAME = "autoencoder", "kl"
 PathLike = Union[str, os.PathLike]
 
 
-def save_autoencoder(out: PathLike, model: KLAutoencoder, extra: dict[str, Any]) -> Path:
-    """Write `model` (options, weights, scale_factor) and the JSON-able `extra` entries to out/checkpoint."""
+def save_autoencoder(out: PathLike, model: KLAutoencoder, extra: dict[str, Any],
+                     optimizer: Optional[torch.optim.Optimizer] = None) -> Path:
+    """Write `model` (options, weights, scale_factor), the JSON-able `extra` entries and, to resume training from,
+    the `optimizer`'s state to out/checkpoint."""
     config = {**extra, "kind": KIND, "autoencoder": {"name": NAME, "options": model.options()},
               "scale_factor": float(model.scale_factor)}
-    return save_checkpoint(Path(out) / CHECKPOINT, config, model)
+    return save_checkpoint(Path(out) / CHECKPOINT, config, model, optimizer=optimizer)
 
 
 def read_autoencoder_config(path: PathLike) -> tuple[Path, dict[str, Any]]:
@@ -63,10 +67,18 @@ def load_autoencoder(path: PathLike, device: "str | torch.device" = "cpu") -> KL
     return model.to(device).eval()
 
 
+def load_training_state(path: PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor], Optional[dict[str, Any]]]:
+    """What resuming the training of the autoencoder in folder `path` needs: its config.json, its weights, and its
+    optimizer's state_dict (None if it was saved without one)."""
+    directory, config = read_autoencoder_config(path)
+    files = config.get("files", {})
+    return config, _read_tensors(directory, "model.safetensors", files), read_optimizer(directory, files)
+
+
 def autoencoder_digest(path: PathLike) -> str:
     """The SHA-256 of the weights config.json records: what a latent run checks to know its autoencoder unchanged."""
     directory, config = read_autoencoder_config(path)
     return str(config.get("files", {}).get("model.safetensors", {}).get("sha256", ""))
 
 
-__all__ = ["save_autoencoder", "load_autoencoder", "read_autoencoder_config", "autoencoder_digest"]
+__all__ = ["save_autoencoder", "load_autoencoder", "load_training_state", "read_autoencoder_config", "autoencoder_digest"]

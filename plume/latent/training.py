@@ -1,9 +1,11 @@
 """Training the autoencoder of latent diffusion on images, and the latent scale computed from data.
 
 The loop: AdamW (plume.train.optimizer.adamw) with linear warm-up, gradient clipping, a step and a time budget and a
-progress bar; minibatch indices and the posterior noise come from one generator seeded by `seed`, and the weights
-from torch's global generator seeded by the caller, so a run is a function of its options (and the step count the
-time budget allowed). The objective is KLAutoencoder.loss (squared error + beta * KL; Rombach et al. 2022, app. G).
+progress bar; step k's minibatch indices, flips and posterior noise come from the generator of (seed, k)
+(plume.train.batches.step_generator), and the weights from torch's global generator seeded by the caller, so a run
+is a function of its options (and the step count the time budget allowed), and one stopped (time budget, Ctrl-C,
+SIGTERM) and resumed (`resume=True`: the checkpoint keeps the optimizer's state) ends where one run straight
+through would. The objective is KLAutoencoder.loss (squared error + beta * KL; Rombach et al. 2022, app. G).
 
 After training, the latent scale (LDM's scale_factor, sec. 4.3.2) is 1 / std of the encoded training latents, taken
 over all elements. We take the posterior means, E[z | x], not samples: they are what plume.latent.LatentData
@@ -11,12 +13,13 @@ trains diffusion on (deterministic, so the latent data set is one fixed tensor),
 of the data alone, and with beta = 1e-6 the posterior std is small beside the spread of the means (both are
 recorded: `latent_std` and `posterior_std`), so samples would give nearly the same scale.
 
-The folder gets checkpoint/ (plume.latent.checkpoint), loss.csv (step, loss, mse, kl, lr, time) and
+The folder gets checkpoint/ (plume.latent.checkpoint), loss.csv (step, loss, mse, kl, lr, time; a resumed run keeps
+the rows up to its checkpoint's step) and
 reconstructions.png (held-out images above their reconstructions, or training images without a hold-out).
 """
 from __future__ import annotations
 
-import csv
+import json
 import math
 import os
 import time
@@ -31,13 +34,17 @@ from tqdm.auto import tqdm
 from ..data.image_grid import save_trajectory_strip
 from ..data.images import ImageData, images_to_tensor, tensor_to_images
 from ..errors import PlumeError
-from ..train.checkpoint import CHECKPOINT
+from ..train.batches import step_generator
+from ..train.checkpoint import CHECKPOINT, load_weights
+from ..train.logs import RunLog
 from ..train.optimizer import adamw
+from ..train.signals import StopOnSignal
 from .autoencoder import KLAutoencoder
-from .checkpoint import save_autoencoder
+from .checkpoint import load_training_state, save_autoencoder
 
 SCALE_EXAMPLES = 4096  # training images encoded for the latent scale
 PICTURE_COLUMNS, PICTURE_ROWS = 8, 2  # reconstructions.png: 16 images in two row pairs
+LOSS_COLUMNS = ("step", "loss", "mse", "kl", "lr", "time")
 
 
 @dataclass
@@ -79,53 +86,79 @@ class AutoencoderResult:
 
 
 def train_autoencoder(model: KLAutoencoder, data: ImageData, out: Union[str, os.PathLike],
-                      config: Optional[AutoencoderConfig] = None, progress: bool = True) -> AutoencoderResult:
-    """Train `model` on `data`'s training images into folder `out`, set its scale_factor from data, and save it."""
+                      config: Optional[AutoencoderConfig] = None, progress: bool = True,
+                      resume: bool = False) -> AutoencoderResult:
+    """Train `model` on `data`'s training images into folder `out`, set its scale_factor from data, and save it with
+    its optimizer's state. Ctrl-C or SIGTERM stop it cleanly after the step under way, and save.
+
+    With resume=True, continue the autoencoder saved in `out` to config.steps: `model` (built with the saved
+    options) takes its weights and the optimizer its state. The batch and posterior noise of step k come from the
+    generator of (seed, k) alone (plume.train.batches.step_generator), so with the same data and config a run
+    stopped and resumed ends with the same weights as one run straight through."""
     config = config or AutoencoderConfig()
     out = Path(out)
-    if (out / CHECKPOINT / "config.json").is_file():
-        raise PlumeError(f"{out} already holds an autoencoder; choose another output folder")
+    if (out / CHECKPOINT / "config.json").is_file() and not resume:
+        raise PlumeError(f"{out} already holds an autoencoder; choose another output folder, or resume its training "
+                         f"(`plume autoencoder train --out {out} --resume --steps N`)")
     model.latent_shape(data.shape)  # refuses images this autoencoder cannot take, before any work
-    out.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     optimizer = adamw(model.parameters(), config.lr, config.weight_decay, device=device)
-    generator = torch.Generator().manual_seed(config.seed)
+    start, earlier = _restore(out, model, optimizer) if resume else (0, 0.0)
+    if start >= config.steps:
+        raise PlumeError(f"the autoencoder in {out} is at step {start} already; resume it to more steps than that")
+    out.mkdir(parents=True, exist_ok=True)
     model.train()
-    began, step, rows, last = time.monotonic(), 0, [], math.nan
-    bar = tqdm(total=config.steps, desc=f"autoencoder {out.name}", unit="step", disable=not progress,
+    began, step, rows, last = time.monotonic(), start, [], math.nan
+    log = RunLog(out, start, columns=LOSS_COLUMNS)
+    bar = tqdm(total=config.steps, initial=start, desc=f"autoencoder {out.name}", unit="step", disable=not progress,
                dynamic_ncols=True)
-    with open(out / "loss.csv", "w", newline="") as file:
-        log = csv.writer(file)
-        log.writerow(["step", "loss", "mse", "kl", "lr", "time"])
-        try:
+    try:
+        with StopOnSignal() as stop:
             while step < config.steps:
                 if config.minutes is not None and time.monotonic() - began > 60.0 * config.minutes:
                     bar.write(f"time budget of {config.minutes} min reached at step {step}")
                     break
+                if stop.signal is not None:
+                    bar.write(f"{stop.signal} at step {step}: saving the autoencoder (continue with --resume)")
+                    break
                 lr = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))  # linear warm-up
-                rows.append(_step(model, optimizer, data, config, generator, lr, step))
+                rows.append(_step(model, optimizer, data, config, lr, step))
                 step += 1
                 bar.update(1)
                 if step % config.log_every == 0 or step == config.steps:
                     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                    log.writerow([step, *(f"{mean[k]:.6g}" for k in ("loss", "mse", "kl")), f"{lr:.6g}",
-                                  f"{time.time():.3f}"])
-                    file.flush()
+                    log.scalars(step, {**mean, "lr": lr})
                     bar.set_postfix(mse=f"{mean['mse']:.4f}", kl=f"{mean['kl']:.3g}")
                     last, rows = mean["mse"], []
-        except KeyboardInterrupt:
-            bar.write(f"interrupted at step {step}: saving the autoencoder as it is")
-        finally:
-            bar.close()
-    return _finish(model, data, out, config, step, time.monotonic() - began, last)
+    finally:
+        bar.close()
+        log.close()
+    return _finish(model, data, out, config, step, earlier + time.monotonic() - began, last, optimizer)
+
+
+def _restore(out: Path, model: KLAutoencoder, optimizer: torch.optim.Optimizer) -> tuple[int, float]:
+    """Load the autoencoder saved in `out` into `model` and `optimizer`; its step and training seconds."""
+    saved, weights, state = load_training_state(out)
+    source = out / CHECKPOINT / "config.json"
+    if saved["autoencoder"].get("options") != json.loads(json.dumps(model.options())):
+        raise PlumeError(f"{source}: the saved autoencoder's options {saved['autoencoder'].get('options')} differ "
+                         f"from the model's {model.options()}; build the model with the saved options to resume it")
+    if state is None:
+        raise PlumeError(f"{source} holds no optimizer state (saved by an earlier Plume), so its training cannot "
+                         "resume where it stopped; train a new autoencoder")
+    load_weights(model, weights, out / CHECKPOINT / "model.safetensors")
+    optimizer.load_state_dict(state)
+    return int(saved.get("step", 0)), float(saved.get("seconds", 0.0))
 
 
 def _step(model: KLAutoencoder, optimizer: torch.optim.Optimizer, data: ImageData, config: AutoencoderConfig,
-          generator: torch.Generator, lr: float, step: int) -> dict[str, float]:
-    """One AdamW step on a minibatch drawn from `generator`; returns the batch means of the loss terms."""
+          lr: float, step: int) -> dict[str, float]:
+    """One AdamW step on a minibatch drawn from the generator of (seed, step); returns the batch means of the loss
+    terms."""
     device = next(model.parameters()).device
     for group in optimizer.param_groups:
         group["lr"] = lr
+    generator = step_generator(config.seed, step)
     index = torch.randint(len(data), (config.batch_size,), generator=generator)  # (B,)
     x = data.batch(index, generator).to(device)  # (B, C, H, W)
     terms = model.loss(x, config.beta, generator)
@@ -141,7 +174,7 @@ def _step(model: KLAutoencoder, optimizer: torch.optim.Optimizer, data: ImageDat
 
 
 def _finish(model: KLAutoencoder, data: ImageData, out: Path, config: AutoencoderConfig, step: int, seconds: float,
-            last: float) -> AutoencoderResult:
+            last: float, optimizer: torch.optim.Optimizer) -> AutoencoderResult:
     """Set the scale from the training images, measure reconstructions, save the folder and its picture."""
     model.eval()
     stats = latent_scale(model, data.data[:SCALE_EXAMPLES])
@@ -154,7 +187,7 @@ def _finish(model: KLAutoencoder, data: ImageData, out: Path, config: Autoencode
              "step": step, "seconds": round(seconds, 3),
              "latent": {k: v for k, v in stats.items() if k != "scale_factor"},
              "reconstruction": error}
-    save_autoencoder(out, model, extra)
+    save_autoencoder(out, model, extra, optimizer)
     reconstruction_picture(pixels[:PICTURE_COLUMNS * PICTURE_ROWS], recon[:PICTURE_COLUMNS * PICTURE_ROWS],
                            out / "reconstructions.png")
     return AutoencoderResult(out, step, seconds, last, model.scale_factor, error)

@@ -215,11 +215,16 @@ def load_checkpoint(path: PathLike, optimizer: bool = True) -> Checkpoint:
     files = config["files"]
     model = _read_tensors(directory, "model.safetensors", files)
     ema = _read_tensors(directory, "ema.safetensors", files) if "ema.safetensors" in files else None
-    opt = None
-    if optimizer and "optimizer.safetensors" in files:
-        scalars = json.loads(_read_verified(directory, "optimizer.json", files))
-        opt = unflatten_optimizer(_read_tensors(directory, "optimizer.safetensors", files), scalars)
-    return Checkpoint(directory, config, model, ema, opt)
+    return Checkpoint(directory, config, model, ema, read_optimizer(directory, files) if optimizer else None)
+
+
+def read_optimizer(directory: Path, files: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The optimizer state_dict saved in checkpoint `directory` (verified against config.json's `files`), or None
+    if it was saved without one."""
+    if "optimizer.safetensors" not in files:
+        return None
+    scalars = json.loads(_read_verified(directory, "optimizer.json", files))
+    return unflatten_optimizer(_read_tensors(directory, "optimizer.safetensors", files), scalars)
 
 
 def load_denoiser(run_dir: PathLike, ema: bool = True, device: "str | torch.device" = "cpu") -> Denoiser:

@@ -18,19 +18,21 @@ from PIL import Image
 from ..errors import PlumeError
 
 
+COLUMNS = ("step", "loss", "lr", "grad_norm", "steps_per_second", "skipped_steps", "time")
+
+
 class RunLog:
-    """loss.csv, the optional TensorBoard writer in RUN/tensorboard, and sample pictures."""
+    """loss.csv (`columns`, "step" first and "time" last), the optional TensorBoard writer in RUN/tensorboard, and
+    sample pictures."""
 
-    COLUMNS = ("step", "loss", "lr", "grad_norm", "steps_per_second", "skipped_steps", "time")
-
-    def __init__(self, out: Path, start: int, tensorboard: bool = False):
+    def __init__(self, out: Path, start: int, tensorboard: bool = False, columns: tuple[str, ...] = COLUMNS):
         path = out / "loss.csv"
         rows = []
         if start > 0 and path.is_file():
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start]
         self.file = open(path, "w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=self.COLUMNS, extrasaction="ignore")
+        self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
         self.writer.writeheader()
         self.writer.writerows(rows)
         self.file.flush()
