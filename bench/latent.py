@@ -157,9 +157,17 @@ def markdown(r: dict[str, Any]) -> str:
         "reconstructions.png",
         "plume train --data shapes --latent runs/ae --out runs/latent --minutes 5  # diffusion on (4, 8, 8) latents",
         "plume sample runs/latent --n 100                                          # samples decoded to 32x32 images",
+        "plume eval runs/latent --features inception --weights pt_inception.pth   # FID etc. of decoded samples vs "
+        "the run's images",
         "```", "",
+        "`plume eval` on a latent run draws latents, decodes them and measures the images against the run's own "
+        "images (labelled image sets such as digits need no weights file: their default feature network is a "
+        "classifier trained on them). `--nll` is refused there: the probability-flow ODE of a latent run gives the "
+        "likelihood of latents, not bits per pixel dimension.", "",
         "The autoencoder's folder holds `checkpoint/config.json` (options, `scale_factor`, the latent statistics, "
-        "training options, the held-out reconstruction error) and `model.safetensors`. The latent run's "
+        "training options, the held-out reconstruction error), `model.safetensors` and the optimizer's state: "
+        "`plume autoencoder train --out runs/ae --resume --steps N` continues it exactly (after a time budget, "
+        "Ctrl-C or SIGTERM, or for more steps). The latent run's "
         "`config.json` records under `data.autoencoder` the folder, the scale_factor and the SHA-256 of the "
         "autoencoder's weights: `plume sample` decodes with it and refuses an autoencoder changed since, and "
         "`plume train --resume` encodes the same images again. Details: the docstrings of plume/latent/.", "",
