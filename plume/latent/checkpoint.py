@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import torch
 
 from ..errors import PlumeError
-from ..train.checkpoint import (CHECKPOINT, _read_json, _read_tensors, find_checkpoint, load_weights, read_optimizer,
+from ..train.checkpoint import (CHECKPOINT, read_json, read_tensors, find_checkpoint, load_weights, read_optimizer,
                                 save_checkpoint)
 from .autoencoder import KLAutoencoder
 
@@ -39,7 +39,7 @@ def read_autoencoder_config(path: PathLike) -> tuple[Path, dict[str, Any]]:
         raise PlumeError(f"autoencoder folder {path} does not exist; train one with "
                          f"`plume autoencoder train --data DATA --out {path}`")
     directory = find_checkpoint(path)
-    config = _read_json(directory / "config.json")
+    config = read_json(directory / "config.json")
     if config.get("kind") != KIND:
         what = "a diffusion run's" if "backbone" in config else f"of kind {config.get('kind')!r}"
         raise PlumeError(f"{directory / 'config.json'} is {what}, not an autoencoder's: give the folder "
@@ -62,7 +62,7 @@ def load_autoencoder(path: PathLike, device: "str | torch.device" = "cpu") -> KL
     except (PlumeError, TypeError) as e:
         raise PlumeError(f"{source}: {e}") from None
     files = config.get("files", {})
-    load_weights(model, _read_tensors(directory, "model.safetensors", files), directory / "model.safetensors")
+    load_weights(model, read_tensors(directory, "model.safetensors", files), directory / "model.safetensors")
     model.scale_factor = float(config["scale_factor"])
     return model.to(device).eval()
 
@@ -72,7 +72,7 @@ def load_training_state(path: PathLike) -> tuple[dict[str, Any], dict[str, torch
     optimizer's state_dict (None if it was saved without one)."""
     directory, config = read_autoencoder_config(path)
     files = config.get("files", {})
-    return config, _read_tensors(directory, "model.safetensors", files), read_optimizer(directory, files)
+    return config, read_tensors(directory, "model.safetensors", files), read_optimizer(directory, files)
 
 
 def autoencoder_digest(path: PathLike) -> str:

@@ -165,13 +165,18 @@ def likelihood_scores(fn: ModelFn, process: "str | GaussianProcess", x0: torch.T
         raise PlumeError(f"s_min must be a noise level > 0, got {s_min!r}")
     if not bool(torch.isfinite(x0).all()):
         raise PlumeError("inputs contain NaN or inf; remove or impute them first")
-    params = list(fn.parameters()) if isinstance(fn, torch.nn.Module) else []
-    dtype = params[0].dtype if params else torch.float64
+    weight = first_parameter(fn)
+    dtype = weight.dtype if weight is not None else torch.float64
     parts = []
     for first in tqdm(range(0, len(x0), batch_size), desc="likelihood", unit="batch", disable=not progress):
         x = x0[first:first + batch_size].to(dtype)  # (b, ...)
         parts.append(ode_likelihood(fn, process, x, prediction=prediction, s_min=s_min, rtol=rtol, atol=atol).nll)
     return torch.cat(parts)  # (B,)
+
+
+def first_parameter(fn: Any) -> Optional[torch.Tensor]:
+    """A module's first parameter (its dtype and device are the model's), or None for a plain function."""
+    return next(iter(fn.parameters()), None) if isinstance(fn, torch.nn.Module) else None
 
 
 def choose_smoothing(fn: ModelFn, process: "str | GaussianProcess", normal_val: torch.Tensor,

@@ -30,7 +30,7 @@ from ..data.images import holdout_split
 from ..data.whitening import KINDS, Whitening
 from ..errors import PlumeError
 from ..recipes import build_recipe, default_recipe
-from .anomaly import likelihood_scores
+from .anomaly import first_parameter, likelihood_scores
 
 VALIDATION, VALIDATION_SEED = 0.2, 1
 LEARNING_RATE = 2e-3
@@ -52,7 +52,7 @@ class TableDetector:
         """-log p_{s_min}(x) (N,) for raw rows (N, D), float64 on the CPU."""
         z = self.whitening(rows)  # (N, D)
         process = self.process if self.process is not None else self.denoiser.process
-        nll = likelihood_scores(self.denoiser, process, z.to(_place(self.denoiser)), self.s_min,
+        nll = likelihood_scores(self.denoiser, process, z.to(getattr(first_parameter(self.denoiser), "device", "cpu")), self.s_min,
                                 batch_size=batch_size, progress=progress)
         return nll.cpu() - self.whitening.log_abs_det  # (N,)
 
@@ -128,12 +128,6 @@ def load_table_detector(run: "str | Path", ema: bool = True, device: "str | torc
     whitening = Whitening.from_dict(record["whitening"], source=f"{run}: data.table_detector.whitening")
     denoiser = load_denoiser(run, ema=ema, device=device).double()
     return TableDetector(denoiser, whitening, float(record["s_min"]), list(record.get("cells", [])))
-
-
-def _place(fn: Any) -> torch.device:
-    """Where a module's parameters live (the CPU for a plain function)."""
-    params = list(fn.parameters()) if isinstance(fn, torch.nn.Module) else []
-    return params[0].device if params else torch.device("cpu")
 
 
 __all__ = ["GRID", "TableDetector", "fit_table_detector", "load_table_detector"]

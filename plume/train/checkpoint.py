@@ -194,7 +194,7 @@ def read_config(path: PathLike) -> dict[str, Any]:
     """config.json of a checkpoint, checked for its format version and required fields."""
     directory = find_checkpoint(path)
     config_path = directory / "config.json"
-    config = _read_json(config_path)
+    config = read_json(config_path)
     from .. import __version__
 
     version = config.get("format_version")
@@ -213,8 +213,8 @@ def load_checkpoint(path: PathLike, optimizer: bool = True) -> Checkpoint:
     directory = find_checkpoint(path)
     config = read_config(directory)
     files = config["files"]
-    model = _read_tensors(directory, "model.safetensors", files)
-    ema = _read_tensors(directory, "ema.safetensors", files) if "ema.safetensors" in files else None
+    model = read_tensors(directory, "model.safetensors", files)
+    ema = read_tensors(directory, "ema.safetensors", files) if "ema.safetensors" in files else None
     return Checkpoint(directory, config, model, ema, read_optimizer(directory, files) if optimizer else None)
 
 
@@ -223,8 +223,8 @@ def read_optimizer(directory: Path, files: dict[str, Any]) -> Optional[dict[str,
     if it was saved without one."""
     if "optimizer.safetensors" not in files:
         return None
-    scalars = json.loads(_read_verified(directory, "optimizer.json", files))
-    return unflatten_optimizer(_read_tensors(directory, "optimizer.safetensors", files), scalars)
+    scalars = json.loads(read_verified(directory, "optimizer.json", files))
+    return unflatten_optimizer(read_tensors(directory, "optimizer.safetensors", files), scalars)
 
 
 def load_denoiser(run_dir: PathLike, ema: bool = True, device: "str | torch.device" = "cpu") -> Denoiser:
@@ -235,7 +235,7 @@ def load_denoiser(run_dir: PathLike, ema: bool = True, device: "str | torch.devi
     if name not in config["files"]:
         raise PlumeError(f"{directory} has no {name}; load it with ema=False for the raw weights")
     denoiser = build_denoiser(config, directory / "config.json")
-    load_weights(denoiser.backbone, _read_tensors(directory, name, config["files"]), directory / name)
+    load_weights(denoiser.backbone, read_tensors(directory, name, config["files"]), directory / name)
     return denoiser.to(device).eval()
 
 
@@ -256,7 +256,8 @@ def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], so
         raise PlumeError(f"{source} does not fit the backbone in config.json; " + "; ".join(problems))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in a checkpoint's file `path`, or a PlumeError that names the file and what is wrong."""
     if not path.is_file():
         raise PlumeError(f"{path} is missing; the checkpoint is incomplete")
     try:
@@ -270,7 +271,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _read_verified(directory: Path, name: str, files: dict[str, Any]) -> bytes:
+def read_verified(directory: Path, name: str, files: dict[str, Any]) -> bytes:
     """A file's bytes, checked against the size and SHA-256 that config.json records."""
     path = directory / name
     if not path.is_file():
@@ -284,8 +285,9 @@ def _read_verified(directory: Path, name: str, files: dict[str, Any]) -> bytes:
     return data
 
 
-def _read_tensors(directory: Path, name: str, files: dict[str, Any]) -> dict[str, torch.Tensor]:
-    data = _read_verified(directory, name, files)
+def read_tensors(directory: Path, name: str, files: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors file `name` in checkpoint `directory`, verified against config.json's `files`."""
+    data = read_verified(directory, name, files)
     try:
         return safetensors.torch.load(data)
     except Exception as e:  # safetensors raises its own SafetensorError for bad headers and short buffers
