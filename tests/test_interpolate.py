@@ -80,6 +80,17 @@ def test_condition_comes_from_the_same_draw_as_x0(model):
     assert isinstance(data, PairedData) and not isinstance(data, ConditionedData)
 
 
+def test_preview_picture_shows_each_made_frame_between_its_two_frames():
+    """render draws what it is given, never what an earlier call left: with the conditioning, A, made, B per triple;
+    without, the samples alone, whether or not a preview's conditioning was drawn before."""
+    data = FrameTriples(list(moving_shapes(4, size=16, seed=1)), max_gap=4)
+    cond = data.preview_condition(4, seed=0)  # (4, 7, 16, 16)
+    x = cond[:, :3]  # (4, 3, 16, 16) stand-in samples
+    beside, alone = data.render(x, cond=cond), data.render(x)
+    assert beside.shape[1] > 2 * alone.shape[1]  # 12 images in a row against 4 (a stateful render drew 12 in both)
+    assert np.array_equal(alone, data.render(x))
+
+
 def test_interpolate_shapes_seeds_and_draws(model):
     assert positions_between(3) == [0.25, 0.5, 0.75]
     v = torch.from_numpy(video_at(0, 0, "heldout")).permute(0, 3, 1, 2).float() / 127.5 - 1  # (T, 3, 16, 16)

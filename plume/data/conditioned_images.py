@@ -4,7 +4,7 @@ labels, its pictures. Subclasses add condition() and preview_condition() (plume.
 info()."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ class ImageConditionedData:
         """The examples (B, C, H, W), as the wrapped data draws them (flips included)."""
         return self.data.batch(index, generator)
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
+    def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
         """The wrapped data's picture of samples x (B, C, H, W)."""
         return self.data.render(x, title)
 

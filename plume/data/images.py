@@ -312,7 +312,7 @@ class ImageData:
         """float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), the on-disk sample format."""
         return tensor_to_images(x)
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
+    def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
         """A grid picture (H', W', 3) uint8 of the batch x (B, C, H, W), with title above if given."""
         return add_title(image_grid(tensor_to_images(x)), title)
 

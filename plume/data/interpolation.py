@@ -55,7 +55,6 @@ class FrameTriples:
         self.max_gap = int(max_gap)
         self.shape, self.labels = tuple(self.frames[0].shape[1:]), None
         self._info = dict(info or {"name": "videos"})
-        self._preview: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -80,19 +79,18 @@ class FrameTriples:
 
     def preview_condition(self, n: int, seed: int) -> torch.Tensor:
         """cond (n, 2C + 1, H, W) for the trainer's preview: triples of videos 0, 1, ..., drawn with `seed`."""
-        _, cond = self.batch_with_condition(torch.arange(n) % len(self), torch.Generator().manual_seed(int(seed)))
-        self._preview = cond
-        return cond
+        return self.batch_with_condition(torch.arange(n) % len(self), torch.Generator().manual_seed(int(seed)))[1]
 
     def info(self) -> dict[str, Any]:
         """JSON-able description; interpolation_data_from_info rebuilds the same data."""
         return {"kind": "interpolation", **self._info, "max_gap": self.max_gap}
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
-        """Samples x (B, C, H, W) as a grid; beside the preview's frames (A, made, B per triple) if x is a preview."""
+    def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
+        """Samples x (B, C, H, W) as a grid; with their conditioning cond (B, 2C + 1, H, W), each between the two
+        frames it was made from (A, made, B per triple)."""
         c = self.shape[0]
-        if self._preview is not None and len(self._preview) == len(x):
-            a, b = self._preview[:, :c], self._preview[:, c:2 * c]  # (B, C, H, W) each
+        if cond is not None:
+            a, b = cond[:, :c].cpu(), cond[:, c:2 * c].cpu()  # (B, C, H, W) each
             x = torch.stack([a, x.cpu(), b], dim=1).flatten(0, 1)  # (3B, C, H, W): A, made, B, ...
             return add_title(image_grid(tensor_to_images(x), columns=12), title + " (A, made, B)")
         return add_title(image_grid(tensor_to_images(x)), title)

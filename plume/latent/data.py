@@ -59,7 +59,7 @@ class LatentData(TensorData):
         """Images (B, C, H, W) in [-1, 1] from scaled latents z (B, z, h, w) on any device; on the CPU."""
         return decode_latents(self.autoencoder, z, batch_size)
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
+    def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
         """A grid picture (H', W', 3) uint8 of the decoded latents x (B, z, h, w), with title above if given."""
         return add_title(image_grid(tensor_to_images(self.decode(x))), title)
 

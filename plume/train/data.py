@@ -31,8 +31,9 @@ class TrainingData(Protocol):
     def info(self) -> dict[str, Any]:
         """JSON-able description saved in config.json (at least "name")."""
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
-        """A picture (H, W, 3) uint8 of samples x shaped (B, *shape)."""
+    def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
+        """A picture (H, W, 3) uint8 of samples x shaped (B, *shape), drawn under conditioning `cond` (B, ...) if
+        given (the picture may show it beside them)."""
 
 
 @runtime_checkable
@@ -78,7 +79,7 @@ class TensorData:
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
-    def render(self, x: torch.Tensor, title: str = "") -> np.ndarray:
+    def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
         """Samples beside (up to 5000 of) the data, as scatter plots of the first two coordinates."""
         return scatter_image(x, self.data[:5000], title=title or "samples")
 

@@ -403,7 +403,8 @@ def preview(denoiser: Denoiser, ema: EMA, data: TrainingData, config: TrainConfi
     fn = model if cond is None else (lambda x_t, t: model(x_t, t, cond))
     x = sample(fn, model.process, (config.sample_count, *data.shape), sampler=config.sampler,
                steps=config.sample_steps, prediction="x0", seed=config.seed, device=device, progress=False)
-    return data.render(x.cpu(), title=f"step {step}: EMA samples ({config.sampler}, {config.sample_steps} steps)")
+    return data.render(x.cpu(), title=f"step {step}: EMA samples ({config.sampler}, {config.sample_steps} steps)",
+                       cond=None if cond is None else cond.cpu())
 
 
 def _has_checkpoint(out: Path) -> bool:
