@@ -50,7 +50,7 @@ from plume.data.images import ImageData, ImageSet, holdout_split, images_to_tens
 from plume.recipes import build_recipe, default_recipe  # noqa: E402
 from plume.data.whitening import Whitening  # noqa: E402
 from plume.tasks.anomaly import anomaly_scores, level_stats  # noqa: E402
-from plume.tasks.table_anomaly import GRID, VALIDATION, fit_table_detector  # noqa: E402
+from plume.tasks.table_anomaly import GRID, VALIDATION, VALIDATION_SEED, fit_table_detector  # noqa: E402
 from plume.tasks.anomaly_plots import heatmap_grid, score_histogram  # noqa: E402
 from plume.train import find_checkpoint, load_checkpoint, load_denoiser, train, train_config  # noqa: E402
 
@@ -122,7 +122,7 @@ def references(train_x: np.ndarray, normal: np.ndarray, anomalous: np.ndarray) -
     gauss = LedoitWolf().fit(train_x)
     rows.append((f"{REFERENCE} Gaussian density (Ledoit-Wolf covariance)",
                  auroc(gauss.mahalanobis(normal), gauss.mahalanobis(anomalous))))
-    fit_pos, val_pos = holdout_split(len(train_x), VALIDATION, 1)  # the detector's own rule: held-out likelihood
+    fit_pos, val_pos = holdout_split(len(train_x), VALIDATION, VALIDATION_SEED)  # the detector's own rule
     width = max(BANDWIDTHS, key=lambda w: KernelDensity(bandwidth=w).fit(train_x[fit_pos])
                 .score_samples(train_x[val_pos]).mean())
     kde = KernelDensity(bandwidth=width).fit(train_x)

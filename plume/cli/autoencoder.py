@@ -100,8 +100,8 @@ def _resumed(ctx: click.Context, flags: dict[str, Any]) -> tuple[KLAutoencoder, 
     data = data_from_info(saved.get("data", {}), source)
     try:
         model = KLAutoencoder(**saved["autoencoder"]["options"])
-        config = AutoencoderConfig(**{**saved["training"], **{k: flags[k] for k in ("steps", "minutes") if k in given},
-                                      **({} if "minutes" in given else {"minutes": None})})
+        config = AutoencoderConfig(**{**saved["training"], "minutes": flags["minutes"],  # a new budget, or none
+                                      **({"steps": flags["steps"]} if "steps" in given else {})})
     except (KeyError, TypeError) as e:
         raise PlumeError(f"{source}: cannot rebuild the autoencoder and its training options ({e})") from None
     return model.to(_device(flags["device"])), data, config

@@ -31,7 +31,7 @@ from ..latent.data import KIND as LATENT, decode_latents, latent_autoencoder
 from ..train.plots import line_plot
 from ..samplers import SAMPLERS
 from ..train import find_checkpoint, load_denoiser, read_config
-from .options import parse_seeds
+from .options import number_list, parse_seeds
 from .sample import draw, weaker_model
 from .train import _device, set_threads
 
@@ -152,17 +152,6 @@ def sweep_plan(samplers: str, nfe: str) -> tuple[list[str], list[int]]:
         raise click.BadParameter(f"{(unknown or [''])[0]!r} is not a fixed-step sampler (an adaptive solver's NFE "
                                  f"follows its tolerance); valid: {', '.join(fixed)}", param_hint="--sweep-samplers")
     return names, number_list(nfe, int, "--sweep-nfe", 1, "whole numbers", "budget")
-
-
-def number_list(text: str, kind: type, option: str, least: float, what: str, item: str) -> list:
-    """The sorted distinct numbers of a comma-separated option value, each >= least, or a BadParameter naming it."""
-    try:
-        values = sorted({kind(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of {what}", param_hint=option) from None
-    if not values or values[0] < least:
-        raise click.BadParameter(f"{text!r}: give at least one {item}, each >= {least:g}", param_hint=option)
-    return values
 
 
 def run_classes(config: dict[str, Any], target: Path, guidance: Optional[float], scales: Optional[list[float]],

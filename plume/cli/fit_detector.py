@@ -12,17 +12,8 @@ import click
 
 from ..tasks.table_anomaly import GRID, fit_table_detector
 from .anomaly import read_table
+from .options import number_list
 from .train import set_threads
-
-
-def _numbers(text: str, kind: type, option: str) -> tuple:
-    try:
-        values = tuple(kind(v) for v in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected comma-separated numbers", param_hint=option) from None
-    if not values or any(v < 0 for v in values):
-        raise click.BadParameter(f"{text!r}: expected numbers >= 0", param_hint=option)
-    return values
 
 
 @click.command("fit-detector")
@@ -44,10 +35,11 @@ def fit_detector(table: Path, out: Path, representation: str, weight_decay: str,
     """Fit a table anomaly detector to the normal rows of --table."""
     set_threads(threads, False)
     grid = {"representation": GRID["representation"] if representation == "auto" else (representation,),
-            "weight_decay": _numbers(weight_decay, float, "--weight-decay"),
-            "steps": _numbers(steps, int, "--steps"), "s_min": _numbers(smoothing, float, "--smoothing")}
-    if 0 in grid["steps"] or 0 in grid["s_min"]:
-        raise click.BadParameter("steps and smoothing levels must be > 0", param_hint="--steps / --smoothing")
+            "weight_decay": tuple(number_list(weight_decay, float, "--weight-decay", 0, "numbers", "weight decay")),
+            "steps": tuple(number_list(steps, int, "--steps", 1, "whole numbers", "training length")),
+            "s_min": tuple(number_list(smoothing, float, "--smoothing", 0, "numbers", "level"))}
+    if 0 in grid["s_min"]:
+        raise click.BadParameter(f"{smoothing!r}: smoothing levels must be > 0", param_hint="--smoothing")
     _, rows, columns = read_table(table)
     detector = fit_table_detector(rows.numpy(), out, grid, columns=columns, seed=seed, log=click.echo)
     chosen = next(c for c in detector.cells if c.get("chosen"))

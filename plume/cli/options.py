@@ -1,5 +1,5 @@
-"""Command-line helpers: config files whose values the flags override, seed ranges, key=value options, the flags a
-resumed run may take."""
+"""Command-line helpers: config files whose values the flags override, seed ranges, number lists, key=value options,
+the flags a resumed run may take."""
 from __future__ import annotations
 
 import json
@@ -48,6 +48,17 @@ def resume_flags(ctx: click.Context, allowed: set[str]) -> list[str]:
         raise click.UsageError(f"--{fixed[0].replace('_', '-')} cannot be given with --resume: a resumed run keeps its "
                                f"saved settings (only {', '.join('--' + f.replace('_', '-') for f in sorted(allowed))})")
     return given
+
+
+def number_list(text: str, kind: type, option: str, least: float, what: str, item: str) -> list:
+    """The sorted distinct numbers of a comma-separated option value, each >= least, or a BadParameter naming it."""
+    try:
+        values = sorted({kind(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of {what}", param_hint=option) from None
+    if not values or values[0] < least:
+        raise click.BadParameter(f"{text!r}: give at least one {item}, each >= {least:g}", param_hint=option)
+    return values
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -155,7 +155,7 @@ def likelihood_scores(fn: ModelFn, process: "str | GaussianProcess", x0: torch.T
                       progress: bool = False) -> torch.Tensor:
     """Scores (B,): -log p_{s_min}(x0) in nats by the probability-flow ODE (module doc; Song et al. 2021, app. D.2),
     computed in float64 (in the module's own dtype when fn is a torch module: call .double() on it first for
-    float64); higher is more unusual. s_min: the smoothing level (choose_smoothing picks one)."""
+    float64, on its device); higher is more unusual. s_min: the smoothing level (choose_smoothing picks one)."""
     from ..likelihood import ode_likelihood
 
     process = build_process(process)
@@ -167,9 +167,10 @@ def likelihood_scores(fn: ModelFn, process: "str | GaussianProcess", x0: torch.T
         raise PlumeError("inputs contain NaN or inf; remove or impute them first")
     weight = first_parameter(fn)
     dtype = weight.dtype if weight is not None else torch.float64
+    device = weight.device if weight is not None else x0.device
     parts = []
     for first in tqdm(range(0, len(x0), batch_size), desc="likelihood", unit="batch", disable=not progress):
-        x = x0[first:first + batch_size].to(dtype)  # (b, ...)
+        x = x0[first:first + batch_size].to(device=device, dtype=dtype)  # (b, ...) on the model's device
         parts.append(ode_likelihood(fn, process, x, prediction=prediction, s_min=s_min, rtol=rtol, atol=atol).nll)
     return torch.cat(parts)  # (B,)
 

@@ -30,7 +30,7 @@ from ..data.images import holdout_split
 from ..data.whitening import KINDS, Whitening
 from ..errors import PlumeError
 from ..recipes import build_recipe, default_recipe
-from .anomaly import first_parameter, likelihood_scores
+from .anomaly import likelihood_scores
 
 VALIDATION, VALIDATION_SEED = 0.2, 1
 LEARNING_RATE = 2e-3
@@ -52,8 +52,7 @@ class TableDetector:
         """-log p_{s_min}(x) (N,) for raw rows (N, D), float64 on the CPU."""
         z = self.whitening(rows)  # (N, D)
         process = self.process if self.process is not None else self.denoiser.process
-        nll = likelihood_scores(self.denoiser, process, z.to(getattr(first_parameter(self.denoiser), "device", "cpu")), self.s_min,
-                                batch_size=batch_size, progress=progress)
+        nll = likelihood_scores(self.denoiser, process, z, self.s_min, batch_size=batch_size, progress=progress)
         return nll.cpu() - self.whitening.log_abs_det  # (N,)
 
     def record(self) -> dict[str, Any]:
