@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from scipy.special import logsumexp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,6 +63,8 @@ NUS = (0.01, 0.05, 0.1, 0.5)
 PLUME_TABLE = "Plume default (tables): likelihood, plume.tasks.table_anomaly"
 REPRESENTATION = {"standardize": "standardized", "pca": "PCA-whitened"}
 REFERENCE = "(reference)"
+FIXED = dict(representation=("pca",), weight_decay=(2.0,), steps=(500,), s_min=(0.2,))  # one cell: no choice
+MIXTURE_SEEDS = 3
 BANDWIDTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # kernel widths, in units of the whitened features
 
 
@@ -205,6 +208,16 @@ def table_split(seed: int, runs: Path) -> dict[str, Any]:
     stats = level_stats(model, model.process, z_rows, **DEFAULT)
     recon = anomaly_scores(model, model.process, z_held, stats=stats, **DEFAULT).scores.numpy()
     methods[f"Plume: reconstruction ({setting_name(DEFAULT)}), the same model"] = auroc(recon[:n], recon[n:])
+    fixed = []  # -log p(x) (K,) of the one fixed cell, one fit per seed: the rule's choice and one model's luck removed
+    for k in range(MIXTURE_SEEDS):
+        cell = runs / f"breast-cancer-split{seed}-fixed-seed{k}"
+        shutil.rmtree(cell, ignore_errors=True)
+        fixed.append(fit_table_detector(rows, cell, grid=FIXED, seed=k, progress=False, log=lambda m: None)
+                     .scores(held).numpy())
+    name = fixed_name(FIXED)
+    methods[f"Plume: likelihood, {name}, seed 0"] = auroc(fixed[0][:n], fixed[0][n:])
+    mixture = -logsumexp(-np.stack(fixed), 0) + np.log(len(fixed))  # -log of the mean density (K,)
+    methods[f"Plume: likelihood, {name}, mixture of {len(fixed)} seeds"] = auroc(mixture[:n], mixture[n:])
     for kind, space in REPRESENTATION.items():  # both of the detector's representations, whichever it chose
         w = Whitening.fit(rows, kind)
         t, h = w(rows).numpy(), w(held).numpy()
@@ -213,6 +226,12 @@ def table_split(seed: int, runs: Path) -> dict[str, Any]:
     return {"seed": seed, "methods": methods, "cells": detector.cells, "scores": scores, "n_normal": n,
             "n_train": len(rows), "n_anomalous": len(anomalous), "representation": whitening.kind,
             "s_min": detector.s_min}
+
+
+def fixed_name(grid: dict[str, Any]) -> str:
+    """The one cell of a single-cell grid, in words."""
+    return (f"{REPRESENTATION[grid['representation'][0]]} always, weight decay {grid['weight_decay'][0]:g}, "
+            f"{grid['steps'][0]} steps, s_min {grid['s_min'][0]:g}")
 
 
 def breast_cancer(args, log) -> dict[str, Any]:
@@ -449,6 +468,11 @@ benign mean" is the squared norm of the features (in the whitened space: the Mah
 separation is plain size; the Gaussian density shrinks its covariance (Ledoit-Wolf); the kernel density's bandwidth
 (from {', '.join(f'{w:g}' for w in BANDWIDTHS)}) is chosen by the held-out likelihood of {round(100 * VALIDATION)} % of
 the training-benign rows, the detector's own rule. {ceiling(b['summary'])}
+The Plume rows "{fixed_name(FIXED)}" take the rule's choice away: that one cell (`fit_table_detector` with a
+single-cell grid) on every split, with seed 0, and as the mixture (mean density) of {MIXTURE_SEEDS} seeds' models. The
+cell was picked after seeing this table (every baseline and reference does better whitened), so these rows say where
+Plume's likelihood detector tops out here, not what it would score on new data; the mixture says whether one model's
+training luck is what holds it back.
 Disclosure: an earlier version of this bench reported split 0 alone, with the table default fit on standardized
 features; exploratory runs on those held-out rows, which printed AUROCs, led to this protocol and to PCA
 whitening as a representation the rule may choose.
