@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 # straddle a 16-example randomness block, and gradient accumulation goes through DDP's no_sync.
 OPTIONS = ["--data", "digits", "--flip", "--backbone-option", "channels=[8,16]", "--backbone-option", "norm_groups=4",
            "--backbone-option", "head_channels=8", "--batch-size", "24", "--accumulate", "2", "--log-every", "1",
-           "--checkpoint-every", "3", "--sample-count", "4", "--quiet"]
+           "--checkpoint-every", "3", "--sample-count", "4", "--quiet", "--ema-profiles", "0.05,0.1",
+           "--ema-snapshot-every", "2"]
 
 
 def plume(*args, processes: int = 1) -> str:
@@ -58,6 +59,11 @@ def test_two_processes_follow_the_one_process_loss_curve(one_process, tmp_path, 
     np.testing.assert_allclose(losses(out), losses(one_process), rtol=1e-5)
     a, b = weights(out), weights(one_process)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    for snapshot in sorted((one_process / "ema-snapshots").iterdir()):  # power EMAs gathered from the shards
+        a, b = load_file(str(out / "ema-snapshots" / snapshot.name)), load_file(str(snapshot))
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), snapshot.name
+    assert sorted(p.name for p in (out / "ema-snapshots").iterdir()) == \
+        sorted(p.name for p in (one_process / "ema-snapshots").iterdir())
     # One checkpoint, written by rank 0 alone: the same files as the single process's, no strays.
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == \
         sorted(p.name for p in (one_process / "checkpoint").iterdir())

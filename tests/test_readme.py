@@ -6,7 +6,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-GUIDES = ["inpainting.md", "image-to-image.md", "denoising.md", "super-resolution.md", "anomaly.md", "interpolation.md"]
+GUIDES = ["inpainting.md", "image-to-image.md", "denoising.md", "super-resolution.md", "anomaly.md", "interpolation.md",
+          "posthoc-ema.md"]
 
 
 def python_blocks(path: Path) -> list[str]:

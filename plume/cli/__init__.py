@@ -36,6 +36,7 @@ def main() -> None:
 from .anomaly import anomaly  # noqa: E402
 from .autoencoder import autoencoder  # noqa: E402
 from .denoise import denoise  # noqa: E402
+from .ema import ema  # noqa: E402
 from .eval import evaluate  # noqa: E402
 from .fit_detector import fit_detector  # noqa: E402
 from .img2img import img2img  # noqa: E402
@@ -56,5 +57,6 @@ main.add_command(img2img)
 main.add_command(inpaint)
 main.add_command(upscale)
 main.add_command(denoise)
+main.add_command(ema)
 
 __all__ = ["main", "train", "sample"]

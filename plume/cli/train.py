@@ -24,15 +24,15 @@ from ..train.distributed import finish, from_environment
 from .cascade import super_resolution_stage
 from .inpaint import inpainting_stage
 from .interpolate import interpolation_data, interpolation_stage, wants_interpolation
-from .options import load_config_file, parse_key_values, resume_flags
+from .options import load_config_file, number_list, parse_key_values, resume_flags
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
                   "grad_clip", "precision", "parallel", "compile", "label_dropout", "checkpoint_every", "log_every",
-                  "preview_every", "sample_count", "tensorboard", "seed")
+                  "preview_every", "sample_count", "tensorboard", "seed", "ema_profiles", "ema_snapshot_every")
 # What a resumed run may take from the command line; every other setting comes from its config.json.
 RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "compile", "checkpoint_every", "log_every",
-                "preview_every", "sample_count", "tensorboard", "threads", "device", "quiet"}
+                "preview_every", "sample_count", "tensorboard", "threads", "device", "quiet", "ema_snapshot_every"}
 POSITIVE = click.IntRange(min=1)
 
 
@@ -86,6 +86,11 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES))
 @click.option("--warmup-steps", type=click.IntRange(min=0))
 @click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True))
+@click.option("--ema-profiles", metavar="WIDTHS", callback=lambda ctx, param, value: None if value is None else tuple(
+    number_list(value, float, "--ema-profiles", 0, "numbers (e.g. 0.05,0.1)", "width")),
+              help="Keep snapshots of power-function EMAs of these relative widths sigma_rel (e.g. 0.05,0.1), so that "
+              "`plume ema` can make the EMA of any width after training (EDM2's post-hoc EMA; docs/posthoc-ema.md).")
+@click.option("--ema-snapshot-every", type=POSITIVE, help="Steps between those snapshots (default 100).")
 @click.option("--grad-clip", type=click.FloatRange(min=0), help="Gradient-norm clip (0: none).")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bf16 autocast on CUDA, fp32 elsewhere.")
 @click.option("--parallel", type=click.Choice(PARALLEL), help="Under torchrun: ddp (default; a model copy per "

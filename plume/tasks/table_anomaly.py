@@ -67,14 +67,10 @@ def fit_table_detector(rows: "np.ndarray | torch.Tensor", out: "str | Path", gri
     """Choose representation, weight decay, steps and s_min by the held-out likelihood of normal `rows` (N, D) (module
     doc), refit the chosen model on all rows into run directory `out`, and return the detector. `grid` overrides
     entries of GRID; `columns` names the columns in error messages."""
-    from ..train import find_checkpoint, load_denoiser, train, train_config
+    from ..train import load_denoiser, train, train_config
+    from ..train.checkpoint import refuse_existing_run
 
-    try:
-        find_checkpoint(out)
-    except PlumeError:
-        pass  # nothing there yet: good
-    else:
-        raise PlumeError(f"{out} already holds a run; choose another directory or remove it first")
+    refuse_existing_run(out)
     x = np.asarray(rows, dtype=np.float64)
     if x.ndim != 2 or len(x) < 10:
         raise PlumeError(f"a table detector needs normal rows shaped (N, D) with N >= 10, got {list(x.shape)}")

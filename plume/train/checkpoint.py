@@ -190,6 +190,16 @@ def find_checkpoint(path: PathLike) -> Path:
     raise PlumeError(f"{path} holds no Plume checkpoint (no config.json in it or in {path / CHECKPOINT})")
 
 
+def refuse_existing_run(out: PathLike) -> None:
+    """A PlumeError if `out` already holds a checkpoint: a command that writes a new run never overwrites one."""
+    try:
+        find_checkpoint(out)
+    except PlumeError:
+        pass  # nothing there yet: good
+    else:
+        raise PlumeError(f"{out} already holds a run; choose another directory or remove it first")
+
+
 def read_config(path: PathLike) -> dict[str, Any]:
     """config.json of a checkpoint, checked for its format version and required fields."""
     directory = find_checkpoint(path)

@@ -56,9 +56,10 @@ def _scatter_figure(samples: torch.Tensor, data: Optional[torch.Tensor], title: 
 
 def line_plot(path: Union[str, os.PathLike], series: dict[str, tuple[list[float], list[float]]], x_label: str,
               y_label: str, title: str = "", log_x: bool = True, log_y: bool = False,
-              x_ticks: Optional[list[float]] = None) -> Path:
+              x_ticks: Optional[list[float]] = None, marker: str = "o", dashed: tuple[str, ...] = ()) -> Path:
     """Save a PNG of one marked line per named series {name: (xs, ys)}, e.g. FID against model evaluations.
-    With log_x, the x ticks are `x_ticks` (default: every x that occurs)."""
+    With log_x, the x ticks are `x_ticks` (default: every x that occurs); marker "" draws plain lines; the series
+    named in `dashed` are drawn dashed (one laid over another stays visible)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
@@ -67,7 +68,7 @@ def line_plot(path: Union[str, os.PathLike], series: dict[str, tuple[list[float]
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for name, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="o", label=name)
+        ax.plot(xs, ys, marker=marker or None, label=name, linestyle="--" if name in dashed else "-")
     if log_x:
         ax.set_xscale("log")
         ticks = sorted(x_ticks or {x for xs, _ in series.values() for x in xs})

@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -43,6 +43,8 @@ from .data import ConditionedData, PairedData, TrainingData, as_training_data
 from .distributed import SINGLE, Distributed, from_environment, rank_device
 from .sharding import full_state, full_tensor, optimizer_state_like, shard_backbone, sharded_like
 from .ema import EMA
+from .ema_snapshots import read_snapshot, snapshot_path, write_snapshot
+from .power_ema import MAX_SIGMA_REL, PowerEMA
 from .logs import RunLog
 from .optimizer import adamw
 from .signals import StopOnSignal
@@ -83,9 +85,12 @@ class TrainConfig:
     compile: bool = False  # torch.compile the backbone (worth it on a GPU for long runs; compiling takes minutes)
     label_dropout: float = 0.0  # with class labels: the fraction trained as "no label", for classifier-free guidance
     fused_adamw: bool = True  # AdamW's fused kernel (CPU and CUDA): 2-4x faster updates than foreach on the CPU
+    ema_profiles: tuple[float, ...] = ()  # sigma_rel of power-function EMAs snapshotted for post-hoc EMA (EDM2)
+    ema_snapshot_every: int = 100  # steps between those snapshots (plume.train.ema_snapshots)
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every", "sample_count", "sample_steps")
+        positive = ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every", "sample_count", "sample_steps",
+                    "ema_snapshot_every")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise PlumeError(f"training option {name} must be at least 1, got {getattr(self, name)}")
@@ -96,6 +101,11 @@ class TrainConfig:
             raise PlumeError(f"training option label_dropout must lie in [0, 1), got {self.label_dropout}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise PlumeError(f"training option ema_decay must lie in [0, 1), got {self.ema_decay}")
+        self.ema_profiles = tuple(float(v) for v in self.ema_profiles)
+        widths = self.ema_profiles
+        if any(not 0 < v < MAX_SIGMA_REL for v in widths) or len(set(widths)) < len(widths):
+            raise PlumeError(f"training option ema_profiles must be distinct widths sigma_rel in (0, {MAX_SIGMA_REL}) "
+                             f"(e.g. 0.05, 0.1), got {list(self.ema_profiles)}")
         if self.minutes is not None and not self.minutes > 0:
             raise PlumeError(f"training option minutes must be > 0, got {self.minutes}")
         if self.preview_every < 0:
@@ -116,7 +126,7 @@ def train_config(options: dict[str, Any], source: str = "training options") -> T
 
 # Options a resumed run may change; every other one must match the checkpoint's for the resume to be exact.
 RESUMABLE_CHANGES = ("steps", "minutes", "checkpoint_every", "log_every", "sample_count", "sampler", "sample_steps",
-                     "preview_every", "tensorboard", "parallel", "compile")
+                     "preview_every", "tensorboard", "parallel", "compile", "ema_snapshot_every")
 
 
 @dataclass
@@ -274,8 +284,9 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
                       sharded)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     ema = EMA(denoiser.backbone, config.ema_decay)
+    profiles = [PowerEMA(denoiser.backbone, width) for width in config.ema_profiles]  # post-hoc EMA's snapshots
     if resume:
-        start = _resume(out, run_config, denoiser, ema, optimizer, scaler)
+        start = _resume(out, run_config, denoiser, ema, optimizer, scaler, profiles)
     elif _has_checkpoint(out):
         raise PlumeError(f"{out} already holds a checkpoint; pass resume=True (--resume) to continue it, "
                          "or choose another output directory")
@@ -289,7 +300,16 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
         loss_module = torch.nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None)
 
+    def snapshot(at: int) -> None:
+        """Write every power-function EMA's snapshot after `at` steps (gathered from the ranks under FSDP)."""
+        for profile in profiles:
+            state = full_state(profile.state_dict()) if sharded else profile.state_dict()
+            if place.is_main:
+                write_snapshot(out, state, profile.sigma_rel, at)
+
     def save(at: int) -> None:
+        if at > 0 and at % config.ema_snapshot_every:  # a resume needs the power EMAs at the checkpoint's step
+            snapshot(at)
         parts = [denoiser.backbone, ema, optimizer]
         if sharded:  # every rank gathers the full tensors, rank 0 writes them
             parts = [full_state(denoiser.backbone.state_dict()), full_state(ema.state_dict()),
@@ -327,7 +347,11 @@ def train(denoiser: Denoiser, data: Any, out: Union[str, os.PathLike], config: O
                     break
                 result = train_step(denoiser, optimizer, data, config, step, scaler, place, loss_module)
                 ema.update(denoiser.backbone, step)
+                for profile in profiles:
+                    profile.update(denoiser.backbone, step)
                 step += 1
+                if step % config.ema_snapshot_every == 0:
+                    snapshot(step)
                 bar.update(1)
                 if result.skipped:
                     skipped, in_a_row = skipped + 1, in_a_row + 1
@@ -416,15 +440,17 @@ def _has_checkpoint(out: Path) -> bool:
 
 
 def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA, optimizer: torch.optim.Optimizer,
-            scaler: Optional[torch.amp.GradScaler]) -> int:
-    """Load the run's checkpoint into denoiser, EMA and optimizer after checking it was made with these settings."""
+            scaler: Optional[torch.amp.GradScaler], profiles: Sequence[PowerEMA] = ()) -> int:
+    """Load the run's checkpoint into denoiser, EMA, power EMAs (their snapshots at the checkpoint's step) and
+    optimizer after checking it was made with these settings."""
     ckpt = load_checkpoint(out)
     source, saved = ckpt.path / "config.json", ckpt.config
     for key in ("backbone", "denoiser"):
         if saved.get(key) != run_config[key]:
             raise PlumeError(f"cannot resume: {source} has {key} {saved.get(key)}, this run has {run_config[key]}")
     for f in fields(TrainConfig):
-        old, new = saved.get("training", {}).get(f.name, f.default), run_config["training"][f.name]  # newer options: default
+        default = json.loads(json.dumps(f.default))  # as config.json holds it (a tuple as a list)
+        old, new = saved.get("training", {}).get(f.name, default), run_config["training"][f.name]  # newer: default
         if f.name not in RESUMABLE_CHANGES and old != new:
             raise PlumeError(f"cannot resume with {f.name}={new}: the run in {out} was trained with {f.name}={old}; "
                              f"an exact resume keeps every option but {', '.join(RESUMABLE_CHANGES)}")
@@ -451,6 +477,14 @@ def _resume(out: Path, run_config: dict[str, Any], denoiser: Denoiser, ema: EMA,
         optimizer.load_state_dict(optimizer_state_like(ckpt.optimizer, optimizer))
     except (ValueError, KeyError, IndexError) as e:
         raise PlumeError(f"{ckpt.path / 'optimizer.safetensors'} does not fit this model's parameters: {e}") from None
+    for profile in profiles if ckpt.step > 0 else ():  # at step 0 the first update overwrites them (beta_1 = 0)
+        path = snapshot_path(out, profile.sigma_rel, ckpt.step)
+        try:
+            state = read_snapshot(path)
+        except PlumeError as e:
+            raise PlumeError(f"cannot resume the power-function EMA of width {profile.sigma_rel:g}: {e}") from None
+        check_state(profile.state_dict(), state, path)
+        profile.load_state_dict(sharded_like(state, profile.state_dict()))
     if scaler is not None and "scaler" in saved:
         scaler.load_state_dict(saved["scaler"])
     return ckpt.step
