@@ -84,6 +84,8 @@ def test_snapshots_rebuild_the_ema_of_another_width(tmp_path):
     assert float(exact.state["theta"]) == pytest.approx(finals[0.05], abs=1e-9)
     with pytest.raises(PlumeError, match="no EMA snapshot .* at or before step 10"):
         posthoc_ema(tmp_path / "run", 0.08, step=10)
+    with pytest.raises(PlumeError, match="last EMA snapshot .* is at step 1000; an EMA after step 1001"):
+        posthoc_ema(tmp_path / "run", 0.08, step=1001)
     with pytest.raises(PlumeError, match="holds no EMA snapshots"):
         posthoc_ema(tmp_path / "empty", 0.08)
 

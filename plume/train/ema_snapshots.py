@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 
 from ..errors import PlumeError
-from .checkpoint import CHECKPOINT, PathLike, load_checkpoint, read_config, refuse_existing_run, save_checkpoint
+from .checkpoint import CHECKPOINT, PathLike, load_checkpoint, refuse_existing_run, save_checkpoint
 from .power_ema import gamma_of, profile, profile_weights
 
 SNAPSHOTS = "ema-snapshots"
@@ -111,7 +111,11 @@ def posthoc_ema(run: PathLike, sigma_rel: float, step: Optional[int] = None) -> 
     if not snapshots:
         raise PlumeError(f"{run_directory(run) / SNAPSHOTS} holds no EMA snapshots: train with ema_profiles "
                          "(--ema-profiles 0.05,0.1) to keep them")
-    step = max(s.step for s in snapshots) if step is None else int(step)
+    last = max(s.step for s in snapshots)
+    step = last if step is None else int(step)
+    if step > last:
+        raise PlumeError(f"the last EMA snapshot of {run} is at step {last}; an EMA after step {step} would average "
+                         "weights no snapshot saw")
     used = [s for s in snapshots if s.step <= step]
     if not used:
         raise PlumeError(f"no EMA snapshot of {run} was taken at or before step {step} "
@@ -156,7 +160,7 @@ def save_posthoc_run(run: PathLike, out: PathLike, sigma_rel: float, step: Optio
     refuse_existing_run(out)
     result = posthoc_ema(run, sigma_rel, step)
     checkpoint = load_checkpoint(run, optimizer=False)
-    config: dict[str, Any] = {k: v for k, v in read_config(run).items()
+    config: dict[str, Any] = {k: v for k, v in checkpoint.config.items()
                               if k not in ("files", "format_version", "plume_version")}
     config["posthoc_ema"] = {"source": str(run_directory(run)), "sigma_rel": result.sigma_rel, "step": result.step,
                              "snapshots": len(result.snapshots), "fit_error": result.fit_error}
