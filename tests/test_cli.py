@@ -38,6 +38,9 @@ def test_train_then_sample(tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 5000
     assert run("sample", out, "--n", "100", "--sampler", "heun", "--steps", "5", "--grid", "karras").exit_code == 0
     assert np.array_equal(np.load(out / "samples-heun-5.npz")["arr_0"], x)  # a function of (run, settings, seed)
+    assert run("sample", out, "--n", "100", "--sampler", "heun", "--steps", "5", "--grid", "karras",
+               "--out", tmp_path / "p.png").exit_code == 0  # the picture's name names the three files
+    assert np.array_equal(np.load(tmp_path / "p.npz")["arr_0"], x) and (tmp_path / "p.png").is_file()
 
     result = run("train", "--out", out, "--resume", "--quiet")  # keeps the run's own target, 30
     assert result.exit_code == 0 and "step 30" in result.output, result.output

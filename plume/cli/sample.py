@@ -50,7 +50,8 @@ TRAJECTORY_ROWS, TRAJECTORY_COLUMNS = 8, 12
 @click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Samples per batch.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output .npz (default RUN/samples-SAMPLER-STEPS.npz); a .png and an evaluation .json beside it.")
+              help="Output .npz (default RUN/samples-SAMPLER-STEPS.npz); a .png and an evaluation .json beside it "
+              "(--out x.png names the same three files).")
 @click.option("--trajectory", is_flag=True, help="Also write OUT-trajectory.png: x_t and x0_hat at each step, first samples.")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="Compare with the training data (toy sets; labelled image sets with a trained digit classifier).")
@@ -117,6 +118,7 @@ def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, ste
     if autoencoder is not None:
         x = decode_latents(autoencoder, x, batch_size)  # latents (n, z, h, w) -> images (n, C, H, W)
     out = out or run / f"samples-{sampler}-{steps}.npz"
+    out = out.with_suffix(".npz")  # --out x.png (or x) names the files: x.npz, x.png, x.json
     out.parent.mkdir(parents=True, exist_ok=True)
     title = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}" if guidance != 1.0 else "") + \
         (f": {prompts[0]!r}" if len(prompts) == 1 else "")
