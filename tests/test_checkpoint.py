@@ -171,7 +171,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     save(directory, seed=0, step=1)
     before = load_denoiser(directory).backbone.state_dict()
 
-    real_write, calls = ckpt_module._write_file, []
+    real_write, calls = ckpt_module.write_file, []
 
     def failing_write(path, data):
         calls.append(path)
@@ -180,7 +180,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_write(path, data)
 
-    monkeypatch.setattr(ckpt_module, "_write_file", failing_write)
+    monkeypatch.setattr(ckpt_module, "write_file", failing_write)
     with pytest.raises(OSError):
         save(directory, seed=1, step=2)
     monkeypatch.undo()

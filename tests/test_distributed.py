@@ -44,6 +44,11 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoint" / "model.safetensors"))
 
 
+def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """The same keys, and every tensor equal to float32 reduction-order tolerance."""
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one") / "run"
@@ -57,11 +62,10 @@ def test_two_processes_follow_the_one_process_loss_curve(one_process, tmp_path, 
     printed = plume("train", *OPTIONS, "--steps", "6", "--out", out, "--parallel", parallel, processes=2)
     assert printed.count("step 6 in") == 1  # rank 0 reports; rank 1 stays quiet
     np.testing.assert_allclose(losses(out), losses(one_process), rtol=1e-5)
-    a, b = weights(out), weights(one_process)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert same_tensors(weights(out), weights(one_process))
     for snapshot in sorted((one_process / "ema-snapshots").iterdir()):  # power EMAs gathered from the shards
-        a, b = load_file(str(out / "ema-snapshots" / snapshot.name)), load_file(str(snapshot))
-        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), snapshot.name
+        assert same_tensors(load_file(str(out / "ema-snapshots" / snapshot.name)), load_file(str(snapshot))), \
+            snapshot.name
     assert sorted(p.name for p in (out / "ema-snapshots").iterdir()) == \
         sorted(p.name for p in (one_process / "ema-snapshots").iterdir())
     # One checkpoint, written by rank 0 alone: the same files as the single process's, no strays.
@@ -79,8 +83,7 @@ def test_a_two_process_run_resumes_as_one(one_process, tmp_path, parallel):
     plume("train", *OPTIONS, "--steps", "3", "--out", out, "--parallel", parallel, processes=2)
     plume("train", "--resume", "--out", out, "--steps", "6", "--quiet")
     np.testing.assert_allclose(losses(out), losses(one_process), rtol=1e-5)
-    a, b = weights(out), weights(one_process)
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert same_tensors(weights(out), weights(one_process))
 
 
 def test_a_batch_that_does_not_split_is_refused(tmp_path):

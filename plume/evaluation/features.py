@@ -52,11 +52,9 @@ def weights_path(path: Optional[PathLike], env_var: str, needed: str, option: st
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file, or from a plain state dict saved with torch.save (weights_only load)."""
     if path.suffix == ".safetensors":
-        import safetensors.torch
-        try:
-            return safetensors.torch.load_file(str(path), device="cpu")
-        except Exception as e:  # a corrupt or non-safetensors file
-            raise PlumeError(f"{path}: not a readable safetensors file ({e})") from None
+        from ..train.checkpoint import parse_tensors
+
+        return parse_tensors(path.read_bytes(), path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled code, a corrupt file, or not a torch file at all

@@ -89,12 +89,11 @@ def save_checkpoint(directory: PathLike, config: dict[str, Any], model: "nn.Modu
             parts["optimizer"], scalars = flatten_optimizer(state(optimizer))
         for name, tensors in parts.items():
             if tensors is not None:
-                cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-                files[f"{name}.safetensors"] = _write_file(tmp / f"{name}.safetensors", safetensors.torch.save(cpu))
+                files[f"{name}.safetensors"] = write_file(tmp / f"{name}.safetensors", tensor_bytes(tensors))
         if scalars is not None:
-            files["optimizer.json"] = _write_file(tmp / "optimizer.json", _json_bytes(scalars))
+            files["optimizer.json"] = write_file(tmp / "optimizer.json", _json_bytes(scalars))
         full = {"format_version": FORMAT_VERSION, "plume_version": __version__, **config, "files": files}
-        _write_file(tmp / "config.json", _json_bytes(full))  # written last: its presence marks a complete directory
+        write_file(tmp / "config.json", _json_bytes(full))  # written last: its presence marks a complete directory
         _fsync_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -117,7 +116,12 @@ def _recover(directory: Path) -> None:
         shutil.rmtree(old)
 
 
-def _write_file(path: Path, data: bytes) -> dict[str, Any]:
+def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: Optional[dict[str, str]] = None) -> bytes:
+    """A safetensors file's bytes for `tensors` (copied to the CPU, contiguous), with optional string metadata."""
+    return safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+
+
+def write_file(path: Path, data: bytes) -> dict[str, Any]:
     """Write bytes and fsync them; returns the {bytes, sha256} entry config.json records."""
     with open(path, "wb") as f:
         f.write(data)
@@ -297,11 +301,15 @@ def read_verified(directory: Path, name: str, files: dict[str, Any]) -> bytes:
 
 def read_tensors(directory: Path, name: str, files: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The tensors of safetensors file `name` in checkpoint `directory`, verified against config.json's `files`."""
-    data = read_verified(directory, name, files)
+    return parse_tensors(read_verified(directory, name, files), directory / name)
+
+
+def parse_tensors(data: bytes, path: PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file's bytes, or a PlumeError naming `path` (their source)."""
     try:
         return safetensors.torch.load(data)
     except Exception as e:  # safetensors raises its own SafetensorError for bad headers and short buffers
-        raise PlumeError(f"{directory / name} is not a readable safetensors file (truncated or corrupt): {e}") from None
+        raise PlumeError(f"{path} is not a readable safetensors file (truncated or corrupt): {e}") from None
 
 
 def _field(config: dict[str, Any], dotted: str, source: PathLike) -> Any:

@@ -17,11 +17,11 @@ from typing import Any, Optional
 
 import numpy as np
 import safetensors
-import safetensors.torch
 import torch
 
 from ..errors import PlumeError
-from .checkpoint import CHECKPOINT, PathLike, load_checkpoint, refuse_existing_run, save_checkpoint
+from .checkpoint import (CHECKPOINT, PathLike, load_checkpoint, parse_tensors, refuse_existing_run, save_checkpoint,
+                         tensor_bytes, write_file)
 from .power_ema import gamma_of, profile, profile_weights
 
 SNAPSHOTS = "ema-snapshots"
@@ -56,7 +56,7 @@ def write_snapshot(run: PathLike, state: dict[str, torch.Tensor], sigma_rel: flo
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     meta = {"sigma_rel": repr(float(sigma_rel)), "gamma": repr(gamma_of(sigma_rel)), "step": str(int(step))}
-    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
+    write_file(tmp, tensor_bytes(state, meta))  # fsynced, then renamed into place
     os.replace(tmp, path)
     return path
 
@@ -66,10 +66,7 @@ def read_snapshot(path: PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise PlumeError(f"EMA snapshot {path} is missing")
-    try:
-        return safetensors.torch.load_file(str(path))
-    except Exception as e:  # safetensors raises its own error type for bad headers and short files
-        raise PlumeError(f"{path} is not a readable safetensors file (truncated or corrupt): {e}") from None
+    return parse_tensors(path.read_bytes(), path)
 
 
 def list_snapshots(run: PathLike) -> list[Snapshot]:
