@@ -1,6 +1,6 @@
 """Anomaly detection by diffusion reconstruction (plume.tasks.anomaly) against IsolationForest and a one-class SVM.
 
-Digits: scikit-learn's 1,797 8x8 digits in [-1, 1], split once by plume.data.images.holdout_split (30% held out,
+Digits: scikit-learn's 1,797 8x8 digits in [-1, 1], split once by plume.images.sets.holdout_split (30% held out,
 seed 0). Plume's default image recipe (plume.recipes: EDM, tiny U-Net, AdamW, EMA) trains for --steps steps on
 the training split's digits 0-4 only; every held-out digit is then scored, and the AUROC of 5-9 (anomalies)
 against the held-out 0-4 (normal) is reported for several settings of Plume (the default first: levels
@@ -9,7 +9,7 @@ digits) and for scikit-learn's IsolationForest and OneClassSVM (gamma="scale", a
 same training 0-4 pixels.
 
 Breast cancer: scikit-learn's Wisconsin table (30 features; 357 benign, 212 malignant). For each of --splits
-seeded splits, 30% of the benign rows are held out; Plume's table detector (plume.tasks.table_anomaly, its
+seeded splits, 30% of the benign rows are held out; Plume's table detector (plume.points.table_anomaly, its
 defaults: representation, weight decay, training length and smoothing chosen by the held-out likelihood of
 training-benign rows alone) is fit to the training-benign rows in their own units, and scores held-out benign and
 malignant rows by -log p(x). Also per split: the reconstruction score on the same model, and IsolationForest,
@@ -45,14 +45,15 @@ from scipy.special import logsumexp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plume.data import load_images  # noqa: E402
-from plume.data.image_grid import _save_png  # noqa: E402
-from plume.data.images import ImageData, ImageSet, holdout_split, images_to_tensor  # noqa: E402
-from plume.recipes import build_recipe, default_recipe  # noqa: E402
-from plume.data.whitening import Whitening  # noqa: E402
+from plume.images import load_images  # noqa: E402
+from plume.images.grid import _save_png  # noqa: E402
+from plume.images.sets import ImageData, ImageSet, holdout_split, images_to_tensor  # noqa: E402
+from plume.images import IMAGES  # noqa: E402
+from plume.recipes import build_recipe  # noqa: E402
+from plume.points.whitening import Whitening  # noqa: E402
 from plume.tasks.anomaly import anomaly_scores, level_stats  # noqa: E402
-from plume.tasks.table_anomaly import GRID, VALIDATION, VALIDATION_SEED, fit_table_detector  # noqa: E402
-from plume.tasks.anomaly_plots import heatmap_grid, score_histogram  # noqa: E402
+from plume.points.table_anomaly import GRID, VALIDATION, VALIDATION_SEED, fit_table_detector  # noqa: E402
+from plume.images.tasks.anomaly_plots import heatmap_grid, score_histogram  # noqa: E402
 from plume.train import find_checkpoint, load_checkpoint, load_denoiser, train, train_config  # noqa: E402
 
 HOLDOUT, SPLIT_SEED, CALIBRATE = 0.3, 0, 200
@@ -60,7 +61,7 @@ DEFAULT = dict(levels=(0.2, 0.4, 0.6), seeds=4, steps=1)
 SWEEP = [dict(levels=(0.2,), seeds=4, steps=1), dict(levels=(0.6,), seeds=4, steps=1),
          dict(levels=(1.0,), seeds=4, steps=1), dict(levels=(0.2, 0.4, 0.6), seeds=4, steps=2)]
 NUS = (0.01, 0.05, 0.1, 0.5)
-PLUME_TABLE = "Plume default (tables): likelihood, plume.tasks.table_anomaly"
+PLUME_TABLE = "Plume default (tables): likelihood, plume.points.table_anomaly"
 REPRESENTATION = {"standardize": "standardized", "pca": "PCA-whitened"}
 REFERENCE = "(reference)"
 FIXED = dict(representation=("pca",), weight_decay=(2.0,), steps=(500,), s_min=(0.2,))  # one cell: no choice
@@ -170,7 +171,7 @@ def digits(args, log) -> dict[str, Any]:
     normal_train = train_idx[labels[train_idx] < 5]
     subset = ImageSet(images.pixels[normal_train], labels[normal_train], images.class_names, "digits-0-4")
     data = ImageData(subset)
-    recipe = default_recipe(data.shape)
+    recipe = IMAGES.default_recipe(data.shape)
     denoiser, info = trained(build_recipe(recipe, data.shape, seed=0), data, args.runs / "digits-0-4",
                              {**recipe["training"], "steps": args.steps, "batch_size": args.batch_size}, log)
     x_train = data.data  # (N, 1, 8, 8)
@@ -186,7 +187,7 @@ def digits(args, log) -> dict[str, Any]:
 
 
 def table_split(seed: int, runs: Path) -> dict[str, Any]:
-    """One seeded split of the benign rows (HOLDOUT held out): Plume's table detector (plume.tasks.table_anomaly,
+    """One seeded split of the benign rows (HOLDOUT held out): Plume's table detector (plume.points.table_anomaly,
     fit to the training-benign rows in their own units) and the baselines on the same rows, each method's AUROC of
     malignant against held-out benign."""
     from sklearn.datasets import load_breast_cancer
@@ -367,7 +368,7 @@ A detector for a table, fitted to normal rows alone (the grid is reduced here fo
 ```python
 import numpy as np
 from sklearn.datasets import load_breast_cancer
-from plume.tasks.table_anomaly import fit_table_detector, load_table_detector
+from plume.points.table_anomaly import fit_table_detector, load_table_detector
 
 x, y = load_breast_cancer(return_X_y=True)  # (569, 30) rows in their own units; y == 1: benign
 benign = x[y == 1]
@@ -381,7 +382,7 @@ detector = load_table_detector("runs/benign-detector")  # the same detector, fro
 
 With a trained run, pass its denoiser: `d = plume.train.load_denoiser("runs/digits")`, then
 `anomaly_scores(d, d.process, x0)` for images x0 (B, C, H, W) in [-1, 1]; `result.maps` is (B, H, W) and
-`plume.tasks.anomaly_plots.heatmap_pairs(x0, result.maps)` draws each input beside its error map."""
+`plume.images.tasks.anomaly_plots.heatmap_pairs(x0, result.maps)` draws each input beside its error map."""
 
 CLI = """```
 plume train --data digits --out runs/digits --steps 3000
@@ -416,7 +417,7 @@ Plume scores how unusual an input is by diffusion reconstruction (`plume.tasks.a
 back (by default in one step: the denoiser's posterior mean E[x0 | x_t]), and its squared error, averaged over
 seeds, is the per-pixel heat-map; the score is the mean over levels of the error standardized by the same errors
 on normal training data. For tables Plume's default is instead a likelihood score
-(`plume.tasks.table_anomaly`): -log p(x), the exact probability-flow ODE negative log-likelihood (Song et al.
+(`plume.points.table_anomaly`): -log p(x), the exact probability-flow ODE negative log-likelihood (Song et al.
 2021) of the rows smoothed to a level s_min, in the table's own units, with the representation (standardized or
 PCA-whitened columns, the Jacobian of the change included), the model and s_min chosen by the held-out
 likelihood of normal rows. Higher is more unusual.

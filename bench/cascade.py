@@ -8,7 +8,7 @@ Steps (each through Plume's command line or public functions, in one run):
 3. held-out evaluation of the second stage alone: scenes of split "heldout" (every one holds an object description
    the training split never shows; another seed than training) rendered at 32x32 (ground truth) and area-downsampled
    to 16x16 uint8 ("exact" input), and that input with Gaussian noise of std 0.1 ("noisy", a stand-in for a base
-   model's errors); the same 16x16 input goes to PIL's bicubic resize and to the model (`plume.cascade.super_resolve`,
+   model's errors); the same 16x16 input goes to PIL's bicubic resize and to the model (`plume.images.cascade.super_resolve`,
    one draw per scene) at each conditioning-augmentation level of --levels. PSNR in dB on uint8 [0, 255] images
    (mean over scenes of 10 log10(255^2 / MSE)), and the shapes checker's match rate against the true captions; the
    chosen level is the one with the best PSNR averaged over exact and noisy inputs, where the mean of 4 draws is
@@ -41,14 +41,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plume.backbones.super_resolution import AUGMENT_MAX, downsample  # noqa: E402
-from plume.cascade import super_resolve  # noqa: E402
+from plume.images.super_resolution import AUGMENT_MAX, downsample  # noqa: E402
+from plume.images.cascade import super_resolve  # noqa: E402
 from commands import plume  # noqa: E402  (bench/commands.py)
-from plume.data.image_grid import add_title, image_grid  # noqa: E402
-from plume.data.images import images_to_tensor, tensor_to_images  # noqa: E402
-from plume.data.shapes import shapes_dataset  # noqa: E402
-from plume.evaluation.fidelity import psnr  # noqa: E402
-from plume.evaluation.shapes_checker import detect_objects, match_rate  # noqa: E402
+from plume.images.grid import add_title, image_grid  # noqa: E402
+from plume.images.sets import images_to_tensor, tensor_to_images  # noqa: E402
+from plume.images.shapes import shapes_dataset  # noqa: E402
+from plume.images.evaluation.fidelity import psnr  # noqa: E402
+from plume.images.evaluation.shapes_checker import detect_objects, match_rate  # noqa: E402
 from plume.sampling import sample  # noqa: E402
 from plume.train import load_denoiser  # noqa: E402
 

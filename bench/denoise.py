@@ -3,7 +3,7 @@
 Steps (one run):
 1. `plume train --data photos --channels gray --image-size 32` trains a pixel-space U-Net (EDM recipe, no attention:
    fully convolutional, so overlapping tiles see the same network everywhere) on random 32x32 crops of the five
-   photographs in plume.data.images.PHOTOS, for --train-steps steps (skipped if the run exists at that step);
+   photographs in plume.images.sets.PHOTOS, for --train-steps steps (skipped if the run exists at that step);
 2. held-out test images, never trained on: scikit-image photographs outside PHOTOS (HELDOUT), converted to gray and
    shrunk like the training photos (shorter side 4 x 32 = 128), kept whole (128 x 128 or so: denoised in
    overlapping 32x32 tiles), and --faces of lfw_subset's 25x25 faces (reflect-padded to the tile size by the tiler);
@@ -11,8 +11,8 @@ Steps (one run):
 4. methods: the noisy input; NL-means (skimage.restoration.denoise_nl_means, fast_mode, h = 0.8 sigma_est as its
    documentation recommends, patch 5, distance 6, sigma from estimate_sigma); BM3D (the `bm3d` package, if
    installed) with the estimated sigma; Plume's posterior mean D(y, s) and reverse process (dpm++2m, --steps)
-   from the estimated level and from the true one. PSNR / SSIM (plume.evaluation.fidelity) on uint8 images;
-   the noise estimate's relative error (plume.tasks.noise_level).
+   from the estimated level and from the true one. PSNR / SSIM (plume.images.evaluation.fidelity) on uint8 images;
+   the noise estimate's relative error (plume.images.tasks.noise_level).
 Writes docs/denoising.md (command, date, tables) and docs/denoising.png (clean / noisy / NL-means / Plume).
 
     nice -n 19 python bench/denoise.py                 # the run behind docs/denoising.md
@@ -35,13 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from plume.cli import main as plume_cli  # noqa: E402
-from plume.data.image_files import fit_square, set_channels  # noqa: E402
-from plume.data.image_grid import save_image_grid  # noqa: E402
-from plume.data.images import images_to_tensor, tensor_to_images  # noqa: E402
-from plume.evaluation.fidelity import psnr, ssim  # noqa: E402
-from plume.tasks.denoise import denoise  # noqa: E402
-from plume.tasks.image_to_image import image_to_image  # noqa: E402
-from plume.tasks.noise_level import estimate_level, level_from_pixels  # noqa: E402
+from plume.images.files import fit_square, set_channels  # noqa: E402
+from plume.images.grid import save_image_grid  # noqa: E402
+from plume.images.sets import images_to_tensor, tensor_to_images  # noqa: E402
+from plume.images.evaluation.fidelity import psnr, ssim  # noqa: E402
+from plume.images.tasks.denoise import denoise  # noqa: E402
+from plume.images.tasks.image_to_image import image_to_image  # noqa: E402
+from plume.images.tasks.noise_level import estimate_level, level_from_pixels  # noqa: E402
 from plume.train import load_checkpoint, load_denoiser  # noqa: E402
 
 SIZE = 32
@@ -49,7 +49,7 @@ NETWORK = ["--backbone-option", "channels=[16,32,32]", "--backbone-option", "att
            "--backbone-option", "mid_attention=false"]
 SIGMA_255 = 25.0
 HELDOUT = ("camera", "coins", "moon", "clock", "brick", "text")  # scikit-image photographs not in PHOTOS
-HELDOUT_SIDE = 128  # like the training photos: shorter side 4 x the crop size (plume.data.images.PHOTO_ZOOM)
+HELDOUT_SIDE = 128  # like the training photos: shorter side 4 x the crop size (plume.images.sets.PHOTO_ZOOM)
 STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
@@ -179,9 +179,9 @@ def table(rows: dict, sets: list[str]) -> list[str]:
 EXAMPLE = """```python
 import torch
 import plume
-from plume.data.gaussian_mixture import GaussianMixture
-from plume.tasks.denoise import denoise
-from plume.tasks.noise_level import estimate_level, level_from_pixels, level_to_pixels
+from plume.points.gaussian_mixture import GaussianMixture
+from plume.images.tasks.denoise import denoise
+from plume.images.tasks.noise_level import estimate_level, level_from_pixels, level_to_pixels
 
 noise = lambda shape, seed: torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 ramp = torch.linspace(-1, 1, 64).expand(1, 1, 64, 64)            # a smooth picture plus noise of std 25 / 255
@@ -235,16 +235,16 @@ Written by `bench/denoise.py` on {datetime.date.today().isoformat()} ({seconds /
 
 **Model**: `plume train --data photos --channels gray --image-size 32` (a U-Net of widths 16/32/32 without
 attention, the EDM recipe), trained {load_checkpoint(args.run, optimizer=False).step} steps of batch
-{args.batch_size} on random 32x32 crops of the five photographs of `plume.data.images.PHOTOS`, nothing else.
+{args.batch_size} on random 32x32 crops of the five photographs of `plume.images.sets.PHOTOS`, nothing else.
 **Test images, never trained on**: the scikit-image photographs {", ".join(HELDOUT)} in gray, central square
-resized to 128x128 (denoised in overlapping 32x32 tiles, `plume.tasks.tiles`), and the first {args.faces} faces of
+resized to 128x128 (denoised in overlapping 32x32 tiles, `plume.images.tasks.tiles`), and the first {args.faces} faces of
 `lfw_subset` at their 25x25 (mirror-padded to one tile). **Noise**: white Gaussian of std 25 on 0..255 (seed
-{args.seed} + k for image k), kept in float. PSNR / SSIM by `plume.evaluation.fidelity` on the uint8 outputs,
+{args.seed} + k for image k), kept in float. PSNR / SSIM by `plume.images.evaluation.fidelity` on the uint8 outputs,
 averaged over images; seconds per held-out photo, single-threaded, on a machine loaded by other jobs (rough).
 
 {chr(10).join(table(rows, list(sets)))}
 
-Noise-level estimate (`plume.tasks.noise_level`, Donoho & Johnstone's median(|HH|) / 0.6745) against the true
+Noise-level estimate (`plume.images.tasks.noise_level`, Donoho & Johnstone's median(|HH|) / 0.6745) against the true
 std 25: mean absolute relative error {errors[photos][0] * 100:.1f}% (mean signed {errors[photos][1] * 100:+.1f}%) on the
 photographs, {errors[faces_set][0] * 100:.1f}% (signed {errors[faces_set][1] * 100:+.1f}%) on the faces, whose 25x25 pixels
 give only about 120 wavelet coefficients for the median.

@@ -6,7 +6,7 @@ hits both alike; then each draws 1000 samples (seeds 0..999) at 20 model evaluat
 library that suits the budget, and the best one (lowest FID) is each side's figure. Nothing else should run
 meanwhile: run this script alone.
 
-- Plume: `plume.recipes.IMAGE_RECIPE` exactly as `plume train --data digits` uses it (EDM preconditioning,
+- Plume: `plume.images.IMAGE_RECIPE` exactly as `plume train --data digits` uses it (EDM preconditioning,
   log-normal noise levels and loss weighting on the "tiny" ADM-style U-Net, AdamW, EMA), trained by
   `plume.train.train` with a time budget per slice, each slice resuming the run exactly.
 - diffusers: `UNet2DModel` of the same widths, blocks, attention levels, heads and norm groups
@@ -51,9 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from plume.data import load_image_data, save_image_grid, tensor_to_images  # noqa: E402
-from plume.evaluation import evaluate_images, train_classifier  # noqa: E402
-from plume.recipes import IMAGE_RECIPE, build_recipe, default_recipe  # noqa: E402
+from plume.images import load_image_data, save_image_grid, tensor_to_images  # noqa: E402
+from plume.images.evaluation import evaluate_images, train_classifier  # noqa: E402
+from plume.images import IMAGE_RECIPE, IMAGES  # noqa: E402
+from plume.recipes import build_recipe  # noqa: E402
 from plume.sampling import sample as plume_sample  # noqa: E402
 from plume.train import load_denoiser, train, train_config  # noqa: E402
 from unet_throughput import diffusers_twin  # noqa: E402
@@ -70,7 +71,7 @@ class PlumeRecipe:
     run exactly, so the slices add up to one uninterrupted run)."""
 
     def __init__(self, data: Any, out: Path):
-        self.recipe = default_recipe(data.shape)
+        self.recipe = IMAGES.default_recipe(data.shape)
         self.denoiser = build_recipe(self.recipe, data.shape, seed=0)
         self.data, self.out, self.steps, self.seconds = data, out, 0, 0.0
 
@@ -99,7 +100,7 @@ class DiffusersRecipe:
         from diffusers.training_utils import EMAModel
 
         torch.manual_seed(0)
-        recipe = default_recipe(data.shape)
+        recipe = IMAGES.default_recipe(data.shape)
         twin_of = build_recipe(recipe, data.shape, seed=0).backbone.options()
         self.model = diffusers_twin(twin_of, data.shape[-1]).train()
         self.scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")

@@ -5,10 +5,10 @@ Steps (in one run, through Plume's command line and public functions):
    `plume train ... --inpainting` a mask-conditioned one (cond = [image * keep, keep], masks "mixed": centre squares,
    halves, random rectangles and strokes drawn per example) on the same 80%, both the same small U-Net (widths 32, 64,
    no attention) for --train-steps steps of batch 64 (a run already at that step is reused; one below it is resumed);
-2. a digit classifier (plume.evaluation.classifier) trained separately on the same training digits;
+2. a digit classifier (plume.images.evaluation.classifier) trained separately on the same training digits;
 3. every held-out digit (20%, never trained on) is masked with the centre 4x4 square and, separately, with each of
    its four halves (left, right, top, bottom); each method fills the holes:
-   - replace: the unconditional model, the known pixels re-imposed after every step (plume.tasks.inpaint);
+   - replace: the unconditional model, the known pixels re-imposed after every step (plume.images.tasks.inpaint);
    - RePaint: the same plus resampling (jump --jump, --resample passes; Lugmayr et al. 2022);
    - conditioned: the --inpainting model;
    - scikit-image's inpaint_biharmonic, OpenCV's cv2.inpaint with INPAINT_TELEA and INPAINT_NS (radius 3), and the
@@ -42,14 +42,14 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from commands import plume  # noqa: E402  (bench/commands.py)
-from plume.data.image_grid import add_title, image_grid  # noqa: E402
-from plume.data.images import holdout_split, images_to_tensor, load_image_data, tensor_to_images  # noqa: E402
-from plume.data.masks import HALVES, centre_mask, half_mask  # noqa: E402
-from plume.evaluation.classifier import train_classifier  # noqa: E402
-from plume.evaluation.fidelity import psnr  # noqa: E402
+from commands import command_line, plume  # noqa: E402  (bench/commands.py)
+from plume.images.grid import add_title, image_grid  # noqa: E402
+from plume.images.sets import holdout_split, images_to_tensor, load_image_data, tensor_to_images  # noqa: E402
+from plume.images.masks import HALVES, centre_mask, half_mask  # noqa: E402
+from plume.images.evaluation.classifier import train_classifier  # noqa: E402
+from plume.images.evaluation.fidelity import psnr  # noqa: E402
 from plume.samplers import sampler_spec  # noqa: E402
-from plume.tasks.inpaint import inpaint, repaint_schedule  # noqa: E402
+from plume.images.tasks.inpaint import inpaint, repaint_schedule  # noqa: E402
 from plume.train import load_denoiser  # noqa: E402
 
 HOLDOUT = 0.2
@@ -71,9 +71,9 @@ training digits themselves (no training; seconds on a CPU):
 
 ```python
 import torch
-from plume.data import images_to_tensor, load_image_data
-from plume.data.masks import half_mask
-from plume.tasks.inpaint import inpaint
+from plume.images import images_to_tensor, load_image_data
+from plume.images.masks import half_mask
+from plume.images.tasks.inpaint import inpaint
 
 digits = load_image_data("digits", holdout=0.2)
 train = digits.data                                          # (N, 1, 8, 8) training digits in [-1, 1]
@@ -120,7 +120,7 @@ def trained(run: Path, steps: int, threads: int, extra: list[Any]) -> str:
         plume("train", "--out", run, "--resume", "--steps", steps, "--threads", threads, "--quiet")
     else:
         plume(*fresh)
-    return "plume " + " ".join(shlex.quote(str(w)) for w in fresh)
+    return command_line(*fresh)
 
 
 def mask_of(name: str) -> np.ndarray:
@@ -216,7 +216,7 @@ def markdown(result: dict[str, Any], commands: list[str], settings: dict[str, An
         f"(the mask-conditioned model: {s['conditioned_sampler']}), "
         f"{s['sampler_steps']} steps, seeds 0..N-1; RePaint jump {s['jump']}, {s['resample']} passes "
         f"({s['repaint_evaluations']} model evaluations against {sampler_spec(s['sampler']).evaluations(s['sampler_steps'])}). Classifier: "
-        f"plume.evaluation.classifier trained on the training split only ({s['classifier_steps']} steps); it "
+        f"plume.images.evaluation.classifier trained on the training split only ({s['classifier_steps']} steps); it "
         f"labels {s['original_accuracy']:.3f} of the unmasked held-out digits correctly.", "",
         *lines, "",
         "Accuracy: the completed digit classified as the original's label. Hole PSNR: over the filled pixels only "

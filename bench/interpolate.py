@@ -1,5 +1,5 @@
 """Frame interpolation on held-out moving-shapes videos: Plume's conditioned model against linear blending of the
-two frames and against copying the nearest frame, in PSNR and SSIM (plume.evaluation.fidelity).
+two frames and against copying the nearest frame, in PSNR and SSIM (plume.images.evaluation.fidelity).
 
 Acceptance: "Frame interpolation beats linear blending of the two frames in PSNR on held-out sequences".
 Trains `plume train --data moving-shapes` for a step budget (skipped with --reuse when the run already holds that
@@ -25,11 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from plume.cli import main as plume_main
-from plume.data.image_grid import add_title, image_grid
-from plume.data.images import images_to_tensor, tensor_to_images
-from plume.data.moving_shapes import moving_shapes
-from plume.evaluation.fidelity import psnr, ssim
-from plume.tasks.interpolate import draw_seed, interpolate
+from plume.images.grid import add_title, image_grid
+from plume.images.sets import images_to_tensor, tensor_to_images
+from plume.images.moving_shapes import moving_shapes
+from plume.images.evaluation.fidelity import psnr, ssim
+from plume.images.tasks.interpolate import draw_seed, interpolate
 from plume.train import find_checkpoint, load_denoiser, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +44,11 @@ Plume makes the frames between two frames A and B with one conditioned diffusion
 `ImageConditioned` backbone (a U-Net that also reads cond = [A, B, tau] on channels, K = 2C + 1) draws the frame
 at position tau in (0, 1) between A (tau = 0) and B (tau = 1), so one model serves any number of in-between
 frames (tau = 1/(k+1), ..., k/(k+1)). Training examples are triples (A, middle, B) cut from videos: A and B at
-most 4 frames apart, the middle frame anywhere between (`plume.data.interpolation.FrameTriples`). Any sampler
+most 4 frames apart, the middle frame anywhere between (`plume.images.interpolation_data.FrameTriples`). Any sampler
 works; each made frame has its own seed, and `--draws N` averages N draws (an estimate of E[frame | A, B]: higher
 PSNR, softer frames).
 
-Data: `moving-shapes` ships with Plume (`plume.data.moving_shapes`): 16 x 16 videos of 8 frames, one to three
+Data: `moving-shapes` ships with Plume (`plume.images.moving_shapes`): 16 x 16 videos of 8 frames, one to three
 coloured shapes of the text-to-image `shapes` set gliding at 0.6 to 1.6 pixels a frame and bouncing off the
 borders; split "train" (what `plume train` uses) and split "heldout" (other random streams, never trained on).
 Your own videos: a folder of frames (natural name order: frame2 before frame10), or a folder of one subfolder
@@ -73,11 +73,11 @@ whose size or channels differ from the model's.
 ```python
 import torch
 from plume.backbones import backbone
-from plume.data.images import images_to_tensor
-from plume.data.interpolation import load_interpolation_data
-from plume.data.moving_shapes import moving_shapes
+from plume.images.sets import images_to_tensor
+from plume.images.interpolation_data import load_interpolation_data
+from plume.images.moving_shapes import moving_shapes
 from plume.denoiser import Denoiser
-from plume.tasks.interpolate import interpolate, interpolate_sequence, positions_between
+from plume.images.tasks.interpolate import interpolate, interpolate_sequence, positions_between
 from plume.train import TrainConfig, train
 
 torch.set_num_threads(1)
@@ -105,7 +105,7 @@ longer = interpolate_sequence(model, video[::2], 1, steps=10)  # (7, 3, 16, 16):
 made the frames of {videos} held-out videos with {sampler}, {sample_steps} steps: one draw per frame (seed
 1000 t + i for the frame at t of video i), and the mean of {draws} draws.
 Baselines: linear blending (1 - tau) A + tau B, and copying the nearest of A and B (A at tau = 1/2). PSNR per
-frame (capped at 60 dB) and SSIM (`plume.evaluation.fidelity`), averaged over frames.
+frame (capped at 60 dB) and SSIM (`plume.images.evaluation.fidelity`), averaged over frames.
 
 {table}
 

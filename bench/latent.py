@@ -4,11 +4,11 @@ sample over a pixel-space model of the same size.
 One run, everything on this machine:
 1. data: `load_image_data("shapes", limit=LIMIT, holdout=HOLDOUT)`: 32 x 32 RGB scenes; the held-out images are
    never trained on (neither by the autoencoder nor by the diffusion model).
-2. autoencoder: plume.latent.KLAutoencoder with its defaults (f = 4, z = 4: 32x32x3 -> 8x8x4; width 16), trained
-   by plume.latent.train_autoencoder for --ae-steps (squared error + 1e-6 KL), its scale_factor from the training
+2. autoencoder: plume.images.latent.KLAutoencoder with its defaults (f = 4, z = 4: 32x32x3 -> 8x8x4; width 16), trained
+   by plume.images.latent.train_autoencoder for --ae-steps (squared error + 1e-6 KL), its scale_factor from the training
    latents, exactly as `plume autoencoder train --data shapes` does.
 3. reconstruction of the held-out images through the posterior mean: MSE on the [0, 1] pixel scale, PSNR =
-   10 log10(1 / MSE) over the set, and the shapes checker's match rate (plume.evaluation.shapes_checker: the
+   10 log10(1 / MSE) over the set, and the shapes checker's match rate (plume.images.evaluation.shapes_checker: the
    scene parsed back into shapes and scored against its true caption) of the reconstructions beside the real
    images' own rate (the checker's ceiling on this data).
 4. latent diffusion: Plume's default image recipe (EDM on the "tiny" U-Net, plume.recipes) on the scaled latents
@@ -52,12 +52,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plume.data import load_image_data, save_image_grid, tensor_to_images  # noqa: E402
-from plume.data.images import holdout_split  # noqa: E402
-from plume.evaluation.shapes_checker import detect_objects, match_rate  # noqa: E402
-from plume.latent import (AutoencoderConfig, KLAutoencoder, decode_latents, encode_images, reconstruct,  # noqa: E402
-                          reconstruction_error, reconstruction_picture, train_autoencoder)
-from plume.recipes import build_recipe, default_recipe  # noqa: E402
+from plume.images import load_image_data, save_image_grid, tensor_to_images  # noqa: E402
+from plume.images.sets import holdout_split  # noqa: E402
+from plume.images.evaluation.shapes_checker import detect_objects, match_rate  # noqa: E402
+from plume.images.latent import (AutoencoderConfig, KLAutoencoder, decode_latents, encode_images, reconstruct,  # noqa: E402
+                                 reconstruction_error, reconstruction_picture, train_autoencoder)
+from plume.images import IMAGES  # noqa: E402
+from plume.recipes import build_recipe  # noqa: E402
 from plume.sampling import sample  # noqa: E402
 from plume.train import load_denoiser, train, train_config  # noqa: E402
 
@@ -150,7 +151,7 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join([
         "# Latent diffusion on the shapes data", "",
         "An autoencoder (KL-regularized, convolutional; Rombach et al. 2022) trained by Plume, a diffusion model "
-        "trained on its scaled latents, and samples decoded to images (plume.latent).", "",
+        "trained on its scaled latents, and samples decoded to images (plume.images.latent).", "",
         "## Commands", "",
         "```bash",
         "plume autoencoder train --data shapes --out runs/ae --minutes 5          # writes runs/ae/checkpoint, "
@@ -164,13 +165,19 @@ def markdown(r: dict[str, Any]) -> str:
         "images (labelled image sets such as digits need no weights file: their default feature network is a "
         "classifier trained on them). `--nll` is refused there: the probability-flow ODE of a latent run gives the "
         "likelihood of latents, not bits per pixel dimension.", "",
+        "The autoencoder trains through the same loop as every diffusion model (`plume.train.train`, given the "
+        "autoencoder's `Trainable`, `plume.images.latent.training.AutoencoderLoss`): warm-up, clipping, the step and "
+        "time budgets, skipping a non-finite step, Ctrl-C and SIGTERM (it saves, then exits with code 130), the "
+        "progress bar and `loss.csv` (the trainer's columns, with `mse` and `kl` beside the loss) are the trainer's. "
+        "It keeps no EMA (as LDM's autoencoder): its weights are what it saves and uses. "
         "The autoencoder's folder holds `checkpoint/config.json` (options, `scale_factor`, the latent statistics, "
-        "training options, the held-out reconstruction error), `model.safetensors` and the optimizer's state: "
+        "training options, the held-out reconstruction error, all measured when it was saved), `model.safetensors` "
+        "and the optimizer's state: "
         "`plume autoencoder train --out runs/ae --resume --steps N` continues it exactly (after a time budget, "
         "Ctrl-C or SIGTERM, or for more steps). The latent run's "
         "`config.json` records under `data.autoencoder` the folder, the scale_factor and the SHA-256 of the "
         "autoencoder's weights: `plume sample` decodes with it and refuses an autoencoder changed since, and "
-        "`plume train --resume` encodes the same images again. Details: the docstrings of plume/latent/.", "",
+        "`plume train --resume` encodes the same images again. Details: the docstrings of plume/images/latent/.", "",
         "## Measured", "",
         f"`{r['command']}` on {r['date']} ({r['machine']}; torch {r['torch']}; machine load average "
         f"{r['load_average']} at the start, shared with other jobs). {r['limit']} shapes scenes, {rec['n']} held out. "
@@ -233,7 +240,7 @@ def main() -> None:
         log(f"autoencoder: {trained.step} steps; held-out {result['reconstruction']}")
 
         latents = encode_images(data, Path(tmp) / "ae")
-        recipe = default_recipe(latents.shape)
+        recipe = IMAGES.default_recipe(latents.shape)
         recipe["denoiser"]["sigma_data"] = 1.0  # as `plume train --latent`: the latents have unit variance
         denoiser = build_recipe(recipe, latents.shape, seed=0)
         log(f"latent diffusion on {tuple(latents.shape)} latents for {args.ldm_steps} steps")
@@ -252,7 +259,7 @@ def main() -> None:
                                       "well_formed": well_formed(samples)}
         log(f"latent diffusion: {result['latent_diffusion']}")
 
-    pixel = build_recipe(default_recipe((3, 32, 32)), (3, 32, 32), seed=0).eval()
+    pixel = build_recipe(IMAGES.default_recipe((3, 32, 32)), (3, 32, 32), seed=0).eval()
     result["pixel_params"] = sum(p.numel() for p in pixel.parameters())
     log(f"timing {args.rounds} rounds of {args.n} samples, {args.sampler} {args.steps} steps")
     result["speed"] = {"sampler": args.sampler, "steps": args.steps, "n": args.n,

@@ -38,9 +38,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plume.data import load_image_data, tensor_to_images  # noqa: E402
-from plume.evaluation import evaluate_images, train_classifier  # noqa: E402
-from plume.recipes import build_recipe, default_recipe  # noqa: E402
+from plume.images import load_image_data, tensor_to_images  # noqa: E402
+from plume.images.evaluation import evaluate_images, train_classifier  # noqa: E402
+from plume.images import IMAGES  # noqa: E402
+from plume.recipes import build_recipe  # noqa: E402
 from plume.sampling import sample  # noqa: E402
 from plume.errors import PlumeError  # noqa: E402
 from plume.train import load_denoiser, read_config, train, train_config  # noqa: E402
@@ -119,7 +120,7 @@ def reconstruction_side_by_side(steps: int, every: int, dim: int = 4096) -> list
 def ema_cost(data: Any, run: Path, every: int, repeats: int = 200) -> dict[str, float]:
     """What the power EMAs add to a step, in ms: both updates (median of `repeats` timed pairs on the recipe's
     model), one snapshot pair written (median of 5), and the run's own median time per step (loss.csv)."""
-    model = build_recipe(default_recipe(data.shape), data.shape, seed=0).backbone
+    model = build_recipe(IMAGES.default_recipe(data.shape), data.shape, seed=0).backbone
     profiles = [PowerEMA(model, width) for width in PROFILES]
     updates, writes = [], []
     for step in range(repeats):
@@ -160,7 +161,7 @@ def main() -> None:
         log(f"sigma_rel {r['width']:g}: relative error Plume {r['plume']:.2e}, ema-pytorch {r['ema_pytorch']:.2e}")
     data = load_image_data("digits")
     pixels, labels = data.images.pixels, data.images.labels
-    recipe = default_recipe(data.shape)
+    recipe = IMAGES.default_recipe(data.shape)
     training = {**recipe["training"], "steps": args.steps, "sample_count": 100, "checkpoint_every": 1000,
                 "ema_profiles": PROFILES, "ema_snapshot_every": args.every}
     try:
@@ -308,7 +309,7 @@ from plume.train import TrainConfig, train
 from plume.train.ema_snapshots import posthoc_ema
 from plume.train.power_ema import gamma_of, sigma_rel_of
 from plume import Denoiser, backbone
-from plume.data import toy_data
+from plume.points import toy_data
 
 torch.manual_seed(0)
 model = Denoiser(backbone("mlp", dim=2, width=32), process="edm", prediction="edm")

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import plume  # noqa: E402
 from plume.compat.diffusers_bridge import diffusers_sample, eps_model  # noqa: E402
-from plume.data import GaussianMixture, random_mixture, ring_mixture  # noqa: E402
+from plume.points import GaussianMixture, random_mixture, ring_mixture  # noqa: E402
 
 NFES = (5, 10, 20, 50)
 METRICS = ("rmse", "logp", "tv")

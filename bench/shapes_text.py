@@ -1,9 +1,9 @@
-"""Text-to-image on the shapes data: prompt-match rate (plume.evaluation.shapes_checker) on held-out and seen
+"""Text-to-image on the shapes data: prompt-match rate (plume.images.evaluation.shapes_checker) on held-out and seen
 prompts, and FID, against the classifier-free guidance scale, for a run trained with
 `plume train --data shapes --conditional ...`.
 
 Prompt sets (every prompt gets --per-prompt samples, seeds 0..):
-  held-out, 1 object   plume.data.shapes.heldout_prompts(rule): object descriptions no training scene holds (rule
+  held-out, 1 object   plume.images.shapes.heldout_prompts(rule): object descriptions no training scene holds (rule
                        "pairs" for a run on --data shapes, "triples" for --data shapes-triples)
   seen, 1 object       the single-object prompts of the training split (every (size, color, kind) not held out)
   held-out scenes      captions of --scenes scenes of the "heldout" split (1-3 objects, at least one held out)
@@ -11,7 +11,7 @@ Prompt sets (every prompt gets --per-prompt samples, seeds 0..):
 For each guidance scale s (0: the unconditional model, i.e. the empty prompt; 1: the conditional model alone;
 s > 1: classifier-free guidance, Ho & Salimans 2022) it samples every set and scores each image against its prompt.
 FID: the "seen scenes" samples against --reference renders of new training-split scenes, in the penultimate features
-of a small classifier (plume.evaluation.classifier) trained on training-split renders to name the first object's
+of a small classifier (plume.images.evaluation.classifier) trained on training-split renders to name the first object's
 color and kind (18 classes): Inception features are not available offline here and mean little at 32 x 32.
 Writes docs/text-to-image.md (the table), docs/text-to-image.json, docs/shapes-guidance.png (match rate and FID
 against s) and docs/shapes-prompts.png (held-out prompts, one row each, at the best scale); for a "triples" run the
@@ -36,18 +36,19 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plume.cli.sample import draw  # noqa: E402
-from plume.data.image_grid import add_title, image_grid  # noqa: E402
-from plume.data.images import SHAPES_HELDOUT, tensor_to_images  # noqa: E402
-from plume.data.shapes import (COLORS, KINDS, SIZES, heldout_combinations, heldout_prompts,  # noqa: E402
-                               shapes_dataset)
-from plume.evaluation.classifier import train_classifier  # noqa: E402
+from plume.draw import draw  # noqa: E402
+from plume.images.grid import add_title, image_grid  # noqa: E402
+from plume.images.sets import SHAPES_HELDOUT, tensor_to_images  # noqa: E402
+from plume.images.shapes import (COLORS, KINDS, SIZES, heldout_combinations, heldout_prompts,  # noqa: E402
+                                 shapes_dataset)
+from plume.images.evaluation.classifier import train_classifier  # noqa: E402
 from plume.evaluation.frechet import frechet_distance  # noqa: E402
-from plume.evaluation.shapes_checker import match_rate  # noqa: E402
-from plume.latent.checkpoint import read_autoencoder_config  # noqa: E402
-from plume.latent.data import decode_latents, latent_autoencoder  # noqa: E402
+from plume.images.evaluation.shapes_checker import match_rate  # noqa: E402
+from plume.images.latent.checkpoint import read_autoencoder_config  # noqa: E402
+from plume.images.latent.data import decode_latents, latent_autoencoder  # noqa: E402
 from plume.train import load_denoiser, read_config  # noqa: E402
 from plume.train.plots import line_plot  # noqa: E402
+from commands import shown  # noqa: E402  (bench/commands.py)
 
 TRIPLES = ("each such color + kind is held out at one size only, seen at the other, so every word pair is seen "
            "in training but not these descriptions")
@@ -160,7 +161,7 @@ def write_docs(args: argparse.Namespace, config: dict, sets: dict[str, list[str]
     latent = ""
     if autoencoder:  # its own training time counts too
         _, trained = read_autoencoder_config(autoencoder["path"])
-        latent = (f" on the latents of the autoencoder {autoencoder['path']} (itself trained {trained['step']} steps in "
+        latent = (f" on the latents of the autoencoder {shown(autoencoder['path'])} (itself trained {trained['step']} steps in "
                   f"{trained['seconds'] / 60:.1f} minutes)")
     lines = [
         "# Text-to-image on the shapes data", "",
@@ -169,7 +170,7 @@ def write_docs(args: argparse.Namespace, config: dict, sets: dict[str, list[str]
         f"of batch {training.get('batch_size')} (budget {training.get('minutes')} minutes), lr {training.get('lr')}, "
         f"label dropout {training.get('label_dropout')}, training times {config['denoiser'].get('time_sampling')}); "
         f"sampler {args.sampler}, {args.steps} steps.", "",
-        "Prompt-match rate by the deterministic checker (plume.evaluation.shapes_checker: object count, colors, "
+        "Prompt-match rate by the deterministic checker (plume.images.evaluation.shapes_checker: object count, colors, "
         "kinds, sizes where named, relations); s = 0 is the unconditional model (the empty prompt), s = 1 the "
         "conditional model alone. FID: the 'seen scenes' samples against "
         f"{args.reference} renders of new training-split scenes, in classifier features (see the script).", "",
@@ -178,7 +179,7 @@ def write_docs(args: argparse.Namespace, config: dict, sets: dict[str, list[str]
         *[f"| {r['scale']:g} | " + " | ".join(f"{r[k]:.3f}" for k in SETS) + f" | {r['fid']:.3f} | "
           f"{r['seconds']:.0f} |" for r in rows], "",
         f"Single-object prompts take {args.per_prompt} samples each, scene prompts one. Held-out prompts name "
-        "object descriptions that no training image holds (plume.data.shapes, rule "
+        "object descriptions that no training image holds (plume.images.shapes, rule "
         f"\"{args.rule}\"{': ' + TRIPLES if args.rule == 'triples' else ''}).", "",
         f"![match rate against guidance](shapes-guidance{args.suffix}.png) "
         f"![FID against guidance](shapes-guidance-fid{args.suffix}.png)", "",

@@ -1,4 +1,4 @@
-"""Super-resolution of held-out images (`plume upscale`, plume.tasks.upscale) against bicubic and Lanczos upsampling,
+"""Super-resolution of held-out images (`plume upscale`, plume.images.tasks.upscale) against bicubic and Lanczos upsampling,
 on data that ships inside scikit-image: its sample photographs and the lfw_subset faces.
 
 Acceptance: "Super-resolution beats bicubic upsampling in PSNR/SSIM on held-out images".
@@ -18,7 +18,7 @@ Steps (one run):
 3. methods: PIL bicubic, PIL Lanczos, Plume's default (the posterior mean in one denoiser call per tile at level
    POSTERIOR_LEVEL), the same call at other levels (a sweep, reported, not used to choose), Plume one draw
    (dpm++2m), Plume mean of --draws draws;
-   PSNR (dB) and SSIM per image (plume.evaluation.fidelity, uint8), mean +- standard error.
+   PSNR (dB) and SSIM per image (plume.images.evaluation.fidelity, uint8), mean +- standard error.
 Writes docs/super-resolution.md (tables, commands) and docs/super-resolution.png (low / bicubic / Plume / truth).
 
     python bench/upscale.py --threads 1                     # the run behind docs/super-resolution.md
@@ -44,14 +44,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plume.backbones.super_resolution import downsample  # noqa: E402
+from plume.images.super_resolution import downsample  # noqa: E402
 from commands import plume  # noqa: E402  (bench/commands.py)
-from plume.data.image_files import set_channels  # noqa: E402
-from plume.data.image_grid import add_title, image_grid  # noqa: E402
-from plume.data.images import images_to_tensor, tensor_to_images  # noqa: E402
-from plume.evaluation.fidelity import psnr, ssim  # noqa: E402
-from plume.cascade import POSTERIOR_LEVEL  # noqa: E402
-from plume.tasks.upscale import upscale  # noqa: E402
+from plume.images.files import set_channels  # noqa: E402
+from plume.images.grid import add_title, image_grid  # noqa: E402
+from plume.images.sets import images_to_tensor, tensor_to_images  # noqa: E402
+from plume.images.evaluation.fidelity import psnr, ssim  # noqa: E402
+from plume.images.cascade import POSTERIOR_LEVEL  # noqa: E402
+from plume.images.tasks.upscale import upscale  # noqa: E402
 from plume.train import load_denoiser  # noqa: E402
 
 LOW, HIGH = 12, 24
@@ -92,10 +92,10 @@ import skimage.data
 import torch
 from plume import Denoiser
 from plume.backbones import backbone
-from plume.backbones.super_resolution import residual_std
-from plume.data import load_image_data
-from plume.data.super_resolution import SuperResolutionData
-from plume.tasks.upscale import upscale_pixels
+from plume.images.super_resolution import residual_std
+from plume.images import load_image_data
+from plume.images.super_resolution_data import SuperResolutionData
+from plume.images.tasks.upscale import upscale_pixels
 from plume.train import TrainConfig, train
 
 faces = SuperResolutionData(load_image_data("lfw", image_size=24), 12)  # 24x24 faces and their 12x12 copies
@@ -258,11 +258,11 @@ def markdown(results: dict[str, Any], commands: list[str], settings: dict[str, A
         f"{', '.join(map(str, SCALES))} pixels) and of lfw_subset's faces 0-69 and non-face patches. Held out, never "
         f"trained on: the photographs {', '.join(HELDOUT_PHOTOS)} (chelsea is also skimage's `cat`) and faces 70-99.", "",
         "Test: each held-out image area-downsampled 2x to uint8 (as training's conditioning); every method gets that "
-        "input. Plume: `plume.tasks.upscale` (what `plume upscale` runs), conditioning-augmentation level 0; its "
+        "input. Plume: `plume.images.tasks.upscale` (what `plume upscale` runs), conditioning-augmentation level 0; its "
         f"default is the posterior mean, one denoiser call per tile at level {POSTERIOR_LEVEL:g} (`--estimate mean`); "
         f"the draws use sampler dpm++2m, {settings['steps']} steps (`--estimate sample`); the rows at other levels "
         "are a sweep, reported as measured, not used to choose. Whole photos go by overlapping 12x12 tiles (overlap 3 low pixels, sin^2 "
-        "blending). PSNR in dB and SSIM (plume.evaluation.fidelity, equal to scikit-image's) on uint8 images, mean over "
+        "blending). PSNR in dB and SSIM (plume.images.evaluation.fidelity, equal to scikit-image's) on uint8 images, mean over "
         "images +- standard error.", ""]
     for set_name, rows in results.items():
         what = {"faces": "lfw_subset faces 70-99 (top-left 24x24), 12x12 inputs: one tile each",

@@ -1,5 +1,5 @@
 """Plume: diffusion models for every formulation and data type."""
-__version__ = "0.1.0"
+from .version import __version__
 
 from .errors import PlumeError
 from .predictions import PREDICTIONS, Prediction, prediction
@@ -9,10 +9,18 @@ from .sampling import sample, scaled_denoiser
 from .samplers.optimized_grid import optimize_grid
 from .backbones import BACKBONES, backbone
 from .denoiser import Denoiser
+from .modality import MODALITIES, Modality, register_modality
+from .run import Run, load
+from .fit import fit
 from .train import TrainConfig, load_denoiser
+
+# The data types that ship with Plume; each registers itself (plume.modality). A new one is a package and a line here.
+from . import points  # noqa: E402
+from . import images  # noqa: E402
 
 __all__ = [
     "PlumeError", "PREDICTIONS", "Prediction", "prediction", "PROCESSES", "GaussianProcess", "process",
     "GRIDS", "SAMPLERS", "SeedNoise", "time_grid", "sample", "scaled_denoiser", "optimize_grid", "__version__",
-    "BACKBONES", "backbone", "Denoiser", "TrainConfig", "load_denoiser",
+    "BACKBONES", "backbone", "Denoiser", "TrainConfig", "load_denoiser", "MODALITIES", "Modality",
+    "register_modality", "Run", "load", "fit",
 ]

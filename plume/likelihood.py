@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .errors import PlumeError
 from .ode import solve_ode
@@ -129,7 +129,7 @@ def ddpm_elbo(fn: ModelFn, process: "str | DDPM", x0: torch.Tensor, prediction: 
     noise = SeedNoise(resolve_seeds(batch, seed, seeds), x0.device)
     total = _gaussian_kl_to_standard(abar[-1].sqrt() * x0, float(1 - abar[-1]))  # L_T
 
-    for step in tqdm(range(process.steps), desc="ddpm elbo", disable=not progress, leave=False):
+    for step in progress_bar(range(process.steps), desc="ddpm elbo", enabled=progress, leave=False):
         t = torch.full((batch,), float(step), dtype=x0.dtype, device=x0.device)
         x_t = process.add_noise(x0, t, noise.randn_like(x0))
         with torch.no_grad():

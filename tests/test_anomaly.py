@@ -18,7 +18,7 @@ from plume.backbones import backbone
 from plume.errors import PlumeError
 from plume.processes import process as build_process
 from plume.tasks.anomaly import AnomalyScores, LevelStats, anomaly_scores, level_stats, reconstruct
-from plume.tasks.anomaly_plots import colour_maps, heatmap_pairs
+from plume.images.tasks.anomaly_plots import colour_maps, heatmap_pairs
 from plume.train import TrainConfig, train
 
 

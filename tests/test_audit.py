@@ -6,8 +6,8 @@ from PIL import Image
 
 import plume
 from plume.backbones import backbone
-from plume.data import load_image_data, tensor_to_images
-from plume.evaluation.audit import memorization_audit
+from plume.images import load_image_data, tensor_to_images
+from plume.images.evaluation.audit import memorization_audit
 from plume.evaluation.memorization import nearest_neighbors
 from plume.train import TrainConfig, load_denoiser, train
 
@@ -40,7 +40,7 @@ def test_held_out_digits_and_fresh_samples_are_not_copies(tmp_path):
     held_out, train_images = split()
     assert memorization_audit(held_out, train_images, tmp_path / "held_out.png")["copy_fraction"] < 0.02
     torch.manual_seed(0)
-    data = plume.data.ImageData(plume.data.ImageSet(train_images, name="digits-train"))
+    data = plume.images.ImageData(plume.images.ImageSet(train_images, name="digits-train"))
     net = backbone("unet", in_channels=1, channels=[16, 32], attention_levels=[1], norm_groups=8, head_channels=16)
     model = plume.Denoiser(net, "edm", "edm", "edm", "lognormal", sigma_data=0.5)
     train(model, data, tmp_path / "run", TrainConfig(steps=150, batch_size=64, lr=2e-3, sample_count=4), progress=False)

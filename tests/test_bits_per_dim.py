@@ -7,8 +7,8 @@ import torch
 
 import plume
 from plume.backbones import backbone
-from plume.data import ImageData, ImageSet, load_image_data
-from plume.evaluation.bits_per_dim import gaussian_bits_per_dim, image_bits_per_dim
+from plume.images import ImageData, ImageSet, load_image_data
+from plume.images.evaluation.bits_per_dim import gaussian_bits_per_dim, image_bits_per_dim
 from plume.train import TrainConfig, load_denoiser, train
 
 

@@ -10,12 +10,12 @@ from click.testing import CliRunner
 
 from plume import Denoiser, PlumeError
 from plume.backbones import backbone, backbone_name
-from plume.backbones.super_resolution import (SuperResolution, augment_condition, downsample, random_augmentation,
-                                              residual_std)
-from plume.cascade import check_chain, sample_cascade, stage_seed, super_resolve
+from plume.images.super_resolution import (SuperResolution, augment_condition, downsample, random_augmentation,
+    residual_std)
+from plume.images.cascade import check_chain, sample_cascade, stage_seed, super_resolve
 from plume.cli import main
-from plume.data import load_image_data
-from plume.data.super_resolution import SuperResolutionData
+from plume.images import load_image_data
+from plume.images.super_resolution_data import SuperResolutionData
 from plume.train import TrainConfig, load_denoiser, read_config, train, train_step
 from plume.train.optimizer import adamw
 

@@ -1,4 +1,4 @@
-"""Class accuracy (plume.evaluation.class_accuracy) and `plume eval` of class-conditional runs: balanced labels,
+"""Class accuracy (plume.images.evaluation.class_accuracy) and `plume eval` of class-conditional runs: balanced labels,
 guidance, the judge's own accuracy, the guidance sweep, and errors that say what to change."""
 import json
 
@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 import plume
 from plume.cli import main
-from plume.cli import eval as eval_cli
-from plume.cli.sample import draw
-from plume.evaluation.class_accuracy import (accuracy_from_predictions, balanced_labels, class_accuracy,
-                                             confusion_plot, guidance_plot)
-from plume.evaluation.features import feature_network
+from plume.images import evaluate as image_evaluation
+from plume.draw import draw
+from plume.images.evaluation.class_accuracy import (accuracy_from_predictions, balanced_labels, class_accuracy,
+    confusion_plot, guidance_plot)
+from plume.images.evaluation.features import feature_network
 from plume.train import load_denoiser
 
 TINY = ["--backbone-option", "channels=[8,16]", "--backbone-option", "norm_groups=4", "--backbone-option",
@@ -31,7 +31,7 @@ def run(*args, code: int = 0) -> str:
 def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("PLUME_CACHE", str(tmp_path / "cache"))
     # The judge's quality is not under test here: 20 classifier steps instead of 400 keep each test short.
-    monkeypatch.setattr(eval_cli, "feature_network", lambda *a, **k: feature_network(*a, **{**k, "classifier_steps": 20}))
+    monkeypatch.setattr(image_evaluation, "feature_network", lambda *a, **k: feature_network(*a, **{**k, "classifier_steps": 20}))
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)

@@ -28,7 +28,8 @@ def test_train_then_sample(tmp_path):
     for name in ("checkpoint/config.json", "checkpoint/model.safetensors", "checkpoint/ema.safetensors", "loss.csv",
                  "samples.png"):
         assert (out / name).is_file(), name
-    assert read_config(out)["data"] == {"kind": "toy", "name": "moons", "n": 50000, "seed": 0, "shape": [2], "size": 50000}
+    assert read_config(out)["data"] == {"modality": "points", "kind": "toy", "name": "moons", "n": 50000, "seed": 0,
+                                        "shape": [2], "size": 50000}
 
     result = run("sample", out, "--n", "100", "--sampler", "heun", "--steps", "5", "--grid", "karras",
                  "--out", tmp_path / "s.npz")

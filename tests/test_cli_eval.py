@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from plume.cli import main
-from plume.data import load_image_data
+from plume.images import load_image_data
 
 TINY = ["--backbone-option", "channels=[16,32]", "--backbone-option", "norm_groups=8", "--backbone-option",
         "head_channels=16", "--steps", "10", "--batch-size", "16", "--sample-count", "4", "--quiet"]
@@ -57,6 +57,20 @@ def test_training_images_fed_back_are_flagged_and_the_cache_is_reused(tmp_path):
     assert again["reference_cache"] == first["reference_cache"] and again["fid"] == first["fid"]
 
 
+def test_gray_samples_without_a_channel_axis_are_one_channel(tmp_path):
+    """arr_0 shaped (N, H, W) is read as (N, H, W, 1): the same report as with the channel axis."""
+    digits = load_image_data("digits").images.pixels  # (1797, 8, 8, 1)
+    np.savez(tmp_path / "flat.npz", arr_0=digits[:60, ..., 0])  # (60, 8, 8)
+    np.savez(tmp_path / "axis.npz", arr_0=digits[:60])
+    run("eval", tmp_path / "flat.npz", "--ref", "digits")
+    run("eval", tmp_path / "axis.npz", "--ref", "digits")
+    flat, axis = (json.loads((tmp_path / f"{name}-eval.json").read_text()) for name in ("flat", "axis"))
+    assert flat["n_samples"] == axis["n_samples"] == 60 and flat["fid"] == axis["fid"]
+    np.savez(tmp_path / "rgb-flat.npz", arr_0=np.zeros((4, 8, 8, 8), np.uint8))  # 8 "channels": not images
+    assert "expected uint8 (N, H, W, C) images with 1 or 3 channels" in run("eval", tmp_path / "rgb-flat.npz", "--ref",
+                                                                               "digits", code=1)
+
+
 def test_eval_errors_are_one_line(tmp_path):
     np.savez(tmp_path / "points.npz", arr_0=np.zeros((4, 2), np.float32))
     assert "--ref is required" in run("eval", tmp_path / "points.npz", code=2)
@@ -91,9 +105,10 @@ def test_sampler_sweep_plots_fid_against_nfe(tmp_path):
 def test_holdout_images_are_never_trained_on_and_serve_nll(tmp_path):
     out = tmp_path / "run"
     run("train", "--data", "digits", "--holdout", "0.1", "--out", out, *TINY)
-    from plume.data.sources import data_from_info
+    from plume.modality import modality_of
     from plume.train import read_config
-    data = data_from_info(read_config(out)["data"])
+    info = read_config(out)["data"]
+    data = modality_of(info).data_from_info(info)
     assert len(data.held_out) == 180 and len(data) == 1797 - 180 and data.info()["holdout"] == 0.1
     rows = lambda x: {bytes(r) for r in x.reshape(len(x), -1)}  # noqa: E731
     assert len(data) == len(data.train_pixels) and not rows(data.held_out) - rows(load_image_data("digits").images.pixels)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import plume
-from plume.data import GaussianMixture, random_mixture
+from plume.points import GaussianMixture, random_mixture
 from plume.denoiser import Denoiser
 from plume.likelihood import ddpm_elbo, ode_likelihood
 from plume.objective import WEIGHTINGS, x0_weight

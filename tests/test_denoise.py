@@ -1,4 +1,4 @@
-"""Denoising (plume.tasks.denoise), noise-level estimation (plume.tasks.noise_level), tiles (plume.tasks.tiles) and
+"""Denoising (plume.images.tasks.denoise), noise-level estimation (plume.images.tasks.noise_level), tiles (plume.images.tasks.tiles) and
 `plume denoise`: against closed forms for Gaussian data, scikit-image's estimator, and untiled results."""
 import math
 
@@ -10,11 +10,11 @@ from PIL import Image
 
 import plume
 from plume.cli.denoise import denoise as denoise_command
-from plume.data.gaussian_mixture import GaussianMixture
+from plume.points.gaussian_mixture import GaussianMixture
 from plume.errors import PlumeError
-from plume.tasks.denoise import denoise, posterior_mean, reverse
-from plume.tasks.noise_level import estimate_level, estimate_noise_std, level_from_pixels, level_to_pixels
-from plume.tasks.tiles import tile_count, tile_starts, tiled
+from plume.images.tasks.denoise import denoise, posterior_mean, reverse
+from plume.images.tasks.noise_level import estimate_level, estimate_noise_std, level_from_pixels, level_to_pixels
+from plume.images.tasks.tiles import tile_count, tile_starts, tiled
 from plume.train import TrainConfig, train
 
 SHAPE = (1, 4, 4)

@@ -5,8 +5,9 @@ import scipy.linalg
 import torch
 
 from plume import PlumeError
-from plume.evaluation import (evaluate_images, frechet_distance, frechet_from_statistics, gaussian_statistics,
-                              memorization_ratio, nearest_neighbor_distances, train_classifier, training_nn_distances)
+from plume.images.evaluation import evaluate_images, train_classifier
+from plume.evaluation import (frechet_distance, frechet_from_statistics, gaussian_statistics, memorization_ratio,
+    nearest_neighbor_distances, training_nn_distances)
 
 
 def rotation(d: int, seed: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import plume
-from plume.data import GaussianMixture, ring_mixture
+from plume.points import GaussianMixture, ring_mixture
 from plume.samplers import time_grid
 
 MIXTURE = ring_mixture(8, 2.0, 0.3)

@@ -1,4 +1,4 @@
-"""Feature networks (plume.evaluation.features, inception, dinov2) with randomly initialised weights: no
+"""Feature networks (plume.images.evaluation.features, inception, dinov2) with randomly initialised weights: no
 pretrained file exists here, so these check the architecture's shape and size, the file rules and the plumbing,
 not agreement with the published networks' outputs."""
 import numpy as np
@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from plume.errors import PlumeError
-from plume.evaluation import (FEATURE_NETWORKS, DINOv2, FIDInceptionV3, feature_network, load_dinov2,
-                              load_inception)
-from plume.evaluation.dinov2 import VARIANTS, Attention, dinov2_from_state_dict
+from plume.images.evaluation import (FEATURE_NETWORKS, DINOv2, FIDInceptionV3, feature_network, load_dinov2,
+    load_inception)
+from plume.images.evaluation.dinov2 import VARIANTS, Attention, dinov2_from_state_dict
 
 INCEPTION_PARAMETERS = 23_850_960  # derived below from the published layer table; torchvision's inception_v3
 # (27,161,264 with the aux classifier of 3,326,696 and a 1000-class fc) minus aux, plus 8 more classes: same.
@@ -228,7 +228,7 @@ def test_dinov2_round_trip_features(tmp_path):
 
 
 def test_registry_and_classifier_on_digits():
-    from plume.data import load_image_data
+    from plume.images import load_image_data
     with pytest.raises(PlumeError) as error:
         feature_network("clip")
     assert "classifier, dinov2, inception" in str(error.value)

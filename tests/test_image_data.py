@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from plume.data import (IMAGE_SETS, ImageData, ImageSet, image_data_from_info, image_grid, images_to_tensor,
-                        load_image_data, load_images, save_image_grid, tensor_to_images, trajectory_strip)
-from plume.data.image_grid import PAD_VALUE
+from plume.images import (IMAGE_SETS, ImageData, ImageSet, image_data_from_info, image_grid, images_to_tensor,
+                          load_image_data, load_images, save_image_grid, tensor_to_images, trajectory_strip)
+from plume.images.grid import PAD_VALUE
 from plume.errors import PlumeError
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)

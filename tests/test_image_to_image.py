@@ -1,4 +1,4 @@
-"""SDEdit (plume.tasks.image_to_image) and `plume img2img`: against ordinary sampling, the guide itself, and the
+"""SDEdit (plume.images.tasks.image_to_image) and `plume img2img`: against ordinary sampling, the guide itself, and the
 closed-form probability-flow ODE of Gaussian data."""
 import math
 
@@ -10,10 +10,10 @@ from PIL import Image
 
 import plume
 from plume.cli.img2img import img2img as img2img_command
-from plume.data.gaussian_mixture import GaussianMixture
+from plume.points.gaussian_mixture import GaussianMixture
 from plume.errors import PlumeError
 from plume.samplers.noise import SeedNoise
-from plume.tasks.image_to_image import conditioned, image_to_image
+from plume.images.tasks.image_to_image import conditioned, image_to_image
 from plume.tasks.start import partial_sigmas
 from test_denoise import tiny_run  # noqa: F401  (a module fixture: a pixel-space run on 8x8 gray images)
 
@@ -109,7 +109,7 @@ def test_cli_edits_an_image_of_another_size_and_mode(tiny_run, tmp_path):  # noq
                                                   "0.02", "--steps", "3", "--out", str(out), "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "converted" in result.output and "resized" in result.output
-    from plume.data.image_files import fit_square, set_channels
+    from plume.images.files import fit_square, set_channels
 
     guide = fit_square(set_channels(picture, "gray"), 8)[..., 0].astype(int)  # (8, 8)
     edited = np.asarray(Image.open(out)).astype(int)  # (8, 8): gray, the run's size

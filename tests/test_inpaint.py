@@ -1,4 +1,4 @@
-"""Inpainting (plume.tasks.inpaint, plume.data.masks, plume train --inpainting, plume inpaint): known pixels exact,
+"""Inpainting (plume.images.tasks.inpaint, plume.images.masks, plume train --inpainting, plume inpaint): known pixels exact,
 oracle denoisers, RePaint's schedule against the official code, the command line and its error messages."""
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from PIL import Image
 
 from plume.cli.inpaint import inpaint as inpaint_command
 from plume.cli.train import train as train_command
-from plume.data.masks import (FAMILIES, InpaintingData, centre_mask, half_mask, masked_condition, random_masks,
-                              read_mask)
-from plume.data.images import load_image_data
+from plume.images.masks import (FAMILIES, InpaintingData, centre_mask, half_mask, masked_condition, random_masks,
+    read_mask)
+from plume.images.sets import load_image_data
 from plume.errors import PlumeError
 from plume.processes import process as build_process
-from plume.tasks.inpaint import check_keep, inpaint, repaint_schedule, segments
+from plume.images.tasks.inpaint import check_keep, inpaint, repaint_schedule, segments
 from plume.train import load_denoiser
 
 TINY = ["--backbone-option", "channels=[16,16]", "--backbone-option", "norm_groups=4", "--backbone-option",

@@ -13,12 +13,12 @@ from PIL import Image
 from plume.backbones import backbone
 from plume.cli import main
 from plume.cli.interpolate import interpolate as interpolate_command
-from plume.data.frames import natural_key, read_frames, read_videos
-from plume.data.interpolation import FrameTriples, interpolation_condition
-from plume.data.moving_shapes import moving_shapes, reflect, video_at
+from plume.images.frames import natural_key, read_frames, read_videos
+from plume.images.interpolation_data import FrameTriples, interpolation_condition
+from plume.images.moving_shapes import moving_shapes, reflect, video_at
 from plume.denoiser import Denoiser
 from plume.errors import PlumeError
-from plume.tasks.interpolate import draw_seed, interpolate, interpolate_sequence, positions_between
+from plume.images.tasks.interpolate import draw_seed, interpolate, interpolate_sequence, positions_between
 from plume.train import draw_micro_batch
 from plume.train.data import ConditionedData, PairedData
 

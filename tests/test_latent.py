@@ -1,4 +1,4 @@
-"""Latent diffusion (plume.latent): the KL autoencoder's shapes and KL term, the latent scale, training that
+"""Latent diffusion (plume.images.latent): the KL autoencoder's shapes and KL term, the latent scale, training that
 reconstructs, bit-exact save/load, the command line end to end, and the messages for bad input."""
 import json
 from dataclasses import replace
@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from torch.distributions import Normal, kl_divergence
 
 from plume.cli import main
-from plume.data import load_image_data
+from plume.images import load_image_data
+from plume.images.sets import image_data_from_info
 from plume.errors import PlumeError
-from plume.latent import (AutoencoderConfig, DiagonalGaussian, KLAutoencoder, LatentData, encode_images, latent_scale,
-                          load_autoencoder, reconstruct, reconstruction_error, train_autoencoder)
+from plume.images.latent import (AutoencoderConfig, DiagonalGaussian, KLAutoencoder, LatentData, encode_images,
+    latent_scale, load_autoencoder, reconstruct, reconstruction_error, train_autoencoder)
 from plume.train import read_config
 
 SMALL = {"width": 8, "norm_groups": 4}  # a CPU-test-sized autoencoder
@@ -239,7 +240,7 @@ def test_bad_input_messages(tmp_path, shapes16):
                  "--quiet")
     assert result.exit_code == 1 and "takes images (3, H, W)" in result.output and "got 1x8x8" in result.output
     result = run("train", "--data", "moons", "--latent", tmp_path / "ae", "--out", tmp_path / "run", "--quiet")
-    assert result.exit_code == 1 and "are not images" in result.output
+    assert result.exit_code == 1 and "'moons' is points data; the option 'latent' does not apply" in result.output
     result = run("train", "--data", "shapes", "--limit", "8", "--latent", tmp_path / "ae", "--super-resolution", "8",
                  "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 2 and "--latent and --super-resolution cannot be combined" in result.output
@@ -248,3 +249,103 @@ def test_bad_input_messages(tmp_path, shapes16):
     result = run("autoencoder", "train", "--data", "shapes", "--limit", "8", "--image-size", "18",
                  "--out", tmp_path / "ae18", "--quiet")
     assert result.exit_code == 1 and "got 3x18x18" in result.output
+
+
+def test_the_autoencoder_trains_through_the_one_trainer(shapes16, tmp_path, monkeypatch):
+    """AutoencoderLoss is a plume.train Trainable and train_autoencoder runs plume.train.train: the trainer's own
+    pieces apply to it. A non-finite step is skipped (weights unchanged), counted and logged in loss.csv; loss.csv
+    has the trainer's columns with mse and kl beside the loss."""
+    from plume.train import Trainable, trainer as trainer_module
+    from plume.images.latent.training import AutoencoderLoss
+
+    config = AutoencoderConfig(steps=6, batch_size=4, log_every=3, warmup_steps=2)
+    assert isinstance(AutoencoderLoss(KLAutoencoder(**SMALL), shapes16, config), Trainable)
+    real_loss, calls = KLAutoencoder.loss, {"n": 0}
+
+    def loss_nan_at_steps_1_and_4(self, *args, **kwargs):  # one call per step: batch 4, one micro-batch
+        terms, calls["n"] = real_loss(self, *args, **kwargs), calls["n"] + 1
+        return {**terms, "loss": terms["loss"] * float("nan")} if calls["n"] - 1 in (1, 4) else terms
+
+    seen = {}
+    real_step = trainer_module.train_step
+
+    def watch(model, *args):
+        before = [p.detach().clone() for p in model.network.parameters()]
+        result = real_step(model, *args)
+        seen[args[3]] = (result.skipped, all(torch.equal(a, p) for a, p in zip(before, model.network.parameters())))
+        return result
+
+    monkeypatch.setattr(KLAutoencoder, "loss", loss_nan_at_steps_1_and_4)
+    monkeypatch.setattr(trainer_module, "train_step", watch)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="2 of 6 steps were skipped"):
+        result = train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "ae", config, progress=False)
+    assert result.step == 6 and result.skipped_steps == 2 and np.isfinite(result.last_mse)
+    assert seen == {0: (False, False), 1: (True, True), 2: (False, False), 3: (False, False), 4: (True, True),
+                    5: (False, False)}
+    rows = (tmp_path / "ae" / "loss.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,mse,kl,lr,grad_norm,steps_per_second,skipped_steps,time"
+    assert [r.split(",")[0] for r in rows[1:]] == ["3", "6"] and [r.split(",")[7] for r in rows[1:]] == ["1", "2"]
+
+
+def test_time_budget_and_ctrl_c_stop_the_autoencoder_with_a_complete_folder(shapes16, tmp_path, monkeypatch):
+    """The trainer's time budget and its Ctrl-C handling stop the autoencoder with a complete folder (weights,
+    scale_factor, reconstruction error, picture), and resuming after Ctrl-C ends bit for bit where a run straight
+    through does."""
+    import os
+    import signal
+
+    from plume.train import TrainingInterrupted, trainer as trainer_module
+
+    torch.manual_seed(0)
+    result = train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "budget",
+                               AutoencoderConfig(steps=10**6, batch_size=2, minutes=0.002), progress=False)
+    assert 0 < result.step < 10**6 and read_config_of(tmp_path / "budget")["step"] == result.step
+    assert load_autoencoder(tmp_path / "budget").scale_factor == result.scale_factor != 1.0
+
+    config = AutoencoderConfig(steps=6, batch_size=4, log_every=1, warmup_steps=4)
+    torch.manual_seed(0)
+    straight = KLAutoencoder(**SMALL)
+    train_autoencoder(straight, shapes16, tmp_path / "straight", config, progress=False)
+    real_step = trainer_module.train_step
+
+    def ctrl_c_in_step_2(model, optimizer, data, options, step, *rest):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # StopOnSignal records it; the step finishes, then the run stops
+        return real_step(model, optimizer, data, options, step, *rest)
+
+    monkeypatch.setattr(trainer_module, "train_step", ctrl_c_in_step_2)
+    torch.manual_seed(0)
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 3: checkpoint saved"):
+        train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "stopped", config, progress=False)
+    monkeypatch.undo()
+    saved = read_config_of(tmp_path / "stopped")
+    assert saved["step"] == 3 and saved["reconstruction"]["images"] == "training" and saved["scale_factor"] != 1.0
+    resumed = KLAutoencoder(**SMALL)
+    assert train_autoencoder(resumed, shapes16, tmp_path / "stopped", config, progress=False, resume=True).step == 6
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "stopped" / "reconstructions.png").is_file()
+
+
+def read_config_of(folder):
+    return json.loads((folder / "checkpoint" / "config.json").read_text())
+
+
+def test_the_command_line_seeds_the_weights_without_touching_the_global_generator(shapes16, tmp_path):
+    """`plume autoencoder train --seed 3` draws the initial weights from a generator seeded by 3 in fork_rng: the
+    result equals train_autoencoder's on a model built after torch.manual_seed(3), and the caller's global random
+    state is what it was."""
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    result = run("autoencoder", "train", "--data", "shapes", "--limit", "32", "--image-size", "16", "--width", "8",
+                 "--norm-groups", "4", "--steps", "2", "--batch-size", "4", "--seed", "3", "--quiet", "--threads", "1",
+                 "--out", tmp_path / "cli")
+    assert result.exit_code == 0, result.output
+    assert torch.equal(torch.get_rng_state(), state)
+    data = image_data_from_info(read_config_of(tmp_path / "cli")["data"])  # the command's images again
+    torch.manual_seed(3)
+    train_autoencoder(KLAutoencoder(**SMALL), data, tmp_path / "api", AutoencoderConfig(steps=2, batch_size=4, seed=3),
+                      progress=False)
+    files = [read_config_of(tmp_path / name)["files"]["model.safetensors"]["sha256"] for name in ("cli", "api")]
+    assert files[0] == files[1]

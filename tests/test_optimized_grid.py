@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import plume
-from plume.data import ring_mixture
+from plume.points import ring_mixture
 
 
 def test_fitted_grid_reduces_error_on_held_out_draws():

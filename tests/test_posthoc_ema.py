@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from plume import Denoiser, PlumeError, backbone, load_denoiser
 from plume.cli import main
-from plume.data import toy_data
+from plume.points import toy_data
 from plume.train import TrainConfig, train
 from plume.train.ema_snapshots import list_snapshots, posthoc_ema, read_snapshot, snapshot_path, write_snapshot
 from plume.train.power_ema import PowerEMA, gamma_of, profile_weights, sigma_rel_of

@@ -1,4 +1,4 @@
-"""Every Python example in the README, and in the task guides under docs/, runs as written."""
+"""Every Python example in the README, in docs/python-api.md and in the task guides under docs/, runs as written."""
 import re
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-GUIDES = ["inpainting.md", "image-to-image.md", "denoising.md", "super-resolution.md", "anomaly.md", "interpolation.md",
+GUIDES = ["python-api.md", "inpainting.md", "image-to-image.md", "denoising.md", "super-resolution.md", "anomaly.md", "interpolation.md",
           "posthoc-ema.md"]
 
 

@@ -1,5 +1,5 @@
-"""The captioned shapes set (plume.data.shapes), its prompt checker (plume.evaluation.shapes_checker) and the loader of
-users' captioned folders (plume.data.captions). Everything is drawn from seeds; files are written in tmp_path."""
+"""The captioned shapes set (plume.images.shapes), its prompt checker (plume.images.evaluation.shapes_checker) and the loader of
+users' captioned folders (plume.images.captions). Everything is drawn from seeds; files are written in tmp_path."""
 from __future__ import annotations
 
 import json
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plume.data.captions import load_captioned_folder
-from plume.data.shapes import (COLORS, GAP, HELDOUT_RULES, KINDS, MARGIN, RELATION_MARGIN, SIZES, VOCABULARY, Scene,
-                               Shape, caption, coverage, heldout_combinations, heldout_prompts, is_heldout,
-                               parse_caption, relation, relation_margin, render, scene_at, scene_spec, shapes_dataset)
+from plume.images.captions import load_captioned_folder
+from plume.images.shapes import (COLORS, GAP, HELDOUT_RULES, KINDS, MARGIN, RELATION_MARGIN, SIZES, VOCABULARY,
+    Scene, Shape, caption, coverage, heldout_combinations, heldout_prompts, is_heldout, parse_caption, relation,
+    relation_margin, render, scene_at, scene_spec, shapes_dataset)
 from plume.errors import PlumeError
-from plume.evaluation.shapes_checker import check_image, match_rate
+from plume.images.evaluation.shapes_checker import check_image, match_rate
 
 NEXT_COLOR = dict(zip(COLORS, list(COLORS)[1:] + list(COLORS)[:1]))
 NEXT_KIND = dict(zip(KINDS, KINDS[1:] + KINDS[:1]))

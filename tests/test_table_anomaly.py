@@ -1,4 +1,4 @@
-"""Table anomaly detectors (plume.data.whitening, plume.tasks.table_anomaly, plume fit-detector): the change of
+"""Table anomaly detectors (plume.points.whitening, plume.points.table_anomaly, plume fit-detector): the change of
 variables against closed forms, the label-free choice, and the commands end to end on a tiny table."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from scipy.stats import multivariate_normal
 
 from plume.cli import main
-from plume.data.whitening import Whitening
+from plume.points.whitening import Whitening
 from plume.errors import PlumeError
-from plume.tasks.table_anomaly import TableDetector, fit_table_detector, load_table_detector
+from plume.points.table_anomaly import TableDetector, fit_table_detector, load_table_detector
 
 from test_anomaly import gaussian_denoiser, one_thread  # noqa: F401 - one_thread: the autouse fixture
 

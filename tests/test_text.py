@@ -13,10 +13,10 @@ import plume
 from plume import Denoiser, backbone
 from plume.backbones.attention import CrossAttention
 from plume.cli import main as cli
-from plume.data import load_image_data
-from plume.data.shapes import VOCABULARY
+from plume.images import load_image_data
+from plume.images.shapes import VOCABULARY
 from plume.guidance import classifier_free_guidance
-from plume.text import PAD, START, TextEncoder, WordTokenizer, build_text_encoder, text_options, words
+from plume.backbones.text import PAD, START, TextEncoder, WordTokenizer, build_text_encoder, text_options, words
 from plume.train import draw_micro_batch, load_denoiser, train
 from plume.train.data import TensorData
 

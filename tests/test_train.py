@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from plume import Denoiser, PlumeError, backbone, load_denoiser, sample
-from plume.data import toy_data, toy_mixture
+from plume.points import toy_data, toy_mixture
 from plume.train import TrainConfig, check_data, load_checkpoint, train
 from plume.train import trainer as trainer_module
 
@@ -209,3 +209,15 @@ def test_a_compiled_backbone_trains_like_the_eager_one(tmp_path):
     compiled = train(small_denoiser(0), data, tmp_path / "compiled", TrainConfig(compile=True, **config), progress=False)
     assert load_checkpoint(tmp_path / "compiled").model.keys() == load_checkpoint(tmp_path / "eager").model.keys()
     assert compiled.last_loss == pytest.approx(eager.last_loss, rel=1e-4)
+
+
+def test_a_denoiser_trains_as_a_trainable(tmp_path):
+    """train() takes a Denoiser through its Trainable, DenoisingLoss, and takes that Trainable itself the same way."""
+    from plume.train import DenoisingLoss, Trainable
+
+    data = toy_data("moons", 500, seed=0)
+    assert isinstance(DenoisingLoss(small_denoiser(0)), Trainable)
+    train(small_denoiser(0, **KINDS), data, tmp_path / "a", TrainConfig(steps=4, **OPTIONS), progress=False)
+    train(DenoisingLoss(small_denoiser(0, **KINDS)), data, tmp_path / "b", TrainConfig(steps=4, **OPTIONS),
+          progress=False)
+    assert_same_run(final_state(tmp_path / "a"), final_state(tmp_path / "b"))

@@ -1,4 +1,4 @@
-"""Upscaling a user's image (plume.tasks.upscale, `plume upscale`): the exact-size path is super_resolve, tiles
+"""Upscaling a user's image (plume.images.tasks.upscale, `plume upscale`): the exact-size path is super_resolve, tiles
 reproduce the untiled stage where one tile covers a pixel, draws average, and bad input says what is wrong."""
 import json
 import shutil
@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from plume import PlumeError
-from plume.cascade import POSTERIOR_LEVEL, stage_seed, super_resolve, super_resolve_mean
+from plume.images.cascade import POSTERIOR_LEVEL, stage_seed, super_resolve, super_resolve_mean
 from plume.cli import main
 from plume.cli.upscale import upscale as upscale_command
-from plume.tasks.tiles import tile_starts, tile_window
-from plume.tasks.upscale import piece_seed, upscale, upscale_pixels
+from plume.images.tasks.tiles import tile_starts, tile_window
+from plume.images.tasks.upscale import piece_seed, upscale, upscale_pixels
 from plume.train import load_denoiser
 
 INNER = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [], "norm_groups": 8, "head_channels": 16,

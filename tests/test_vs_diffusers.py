@@ -31,7 +31,7 @@ import torch
 
 import plume
 from plume.compat.diffusers_bridge import diffusers_sample, eps_model
-from plume.data.gaussian_mixture import random_mixture, ring_mixture
+from plume.points.gaussian_mixture import random_mixture, ring_mixture
 from plume.samplers import SAMPLERS, grid_from_times, time_grid
 
 pytest.importorskip("diffusers")

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 import plume
-from plume.data.gaussian_mixture import random_mixture
+from plume.points.gaussian_mixture import random_mixture
 from plume.samplers import SAMPLERS, time_grid
 
 for _dependency in ("scipy", "torchdiffeq", "torchsde"):

@@ -10,20 +10,16 @@ from typing import Any, Optional
 from torch import nn
 
 from ..errors import PlumeError
-from ..registry import build
+from ..registry import Registry, build
 from .dit import DiT
-from .image_conditioned import ImageConditioned
 from .mlp import MLP
-from .super_resolution import SuperResolution
 from .unet import UNet
 
-BACKBONES: dict[str, type[nn.Module]] = {
+BACKBONES: Registry[type[nn.Module]] = Registry("backbone", {
     "mlp": MLP,
     "unet": UNet,
     "dit": DiT,
-    "super_resolution": SuperResolution,  # wraps one of the above (cascades; plume.cascade)
-    "image_conditioned": ImageConditioned,  # wraps one of the above (inpainting, frame interpolation; plume.tasks)
-}
+})  # data types add their own (plume.images: super_resolution, image_conditioned) with register_backbone
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "unet": {
@@ -46,6 +42,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "XL": {"width": 1152, "depth": 28, "heads": 16},
     },
 }
+
+
+def register_backbone(name: str, cls: type[nn.Module], presets: Optional[dict[str, dict[str, Any]]] = None) -> None:
+    """Make `cls` buildable as backbone(name, ...) (and recorded under `name` in config.json), with named presets."""
+    BACKBONES.register(name, cls)
+    if presets:
+        PRESETS[name] = dict(presets)
 
 
 def backbone(name: str, preset: Optional[str] = None, **options: Any) -> nn.Module:
@@ -74,4 +77,4 @@ def backbone_name(module: nn.Module) -> str:
     raise PlumeError(f"{type(module).__name__} is not a registered backbone; registered: {', '.join(BACKBONES)}")
 
 
-__all__ = ["BACKBONES", "PRESETS", "backbone", "backbone_name", "is_conditional", "DiT", "ImageConditioned", "MLP", "UNet"]
+__all__ = ["BACKBONES", "PRESETS", "backbone", "backbone_name", "is_conditional", "register_backbone", "DiT", "MLP", "UNet"]

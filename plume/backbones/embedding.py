@@ -64,13 +64,13 @@ class LabelEmbedding(nn.Embedding):
 
 
 class TextConditioning(nn.Module):
-    """A text encoder (plume.text) whose context (B, T, D) feeds cross-attention, plus its masked mean over
+    """A text encoder (plume.backbones.text) whose context (B, T, D) feeds cross-attention, plus its masked mean over
     tokens projected to the embedding width and added to the noise-level embedding (pooled text conditioning,
     as Imagen's, Saharia et al. 2022, sec. 2.2). cond is token ids (B, T); None is the empty prompt."""
 
     def __init__(self, options: dict, width: int):
         super().__init__()
-        from ..text import build_text_encoder
+        from .text import build_text_encoder
 
         self.encoder = build_text_encoder(options)
         self.features = self.encoder.features
@@ -107,7 +107,7 @@ def text_conditioning(text: Optional[dict], num_classes: Optional[int], width: i
     if num_classes is not None:
         raise PlumeError(f"a {owner} is conditioned on class labels (num_classes) or on text, not both")
     if not isinstance(text, dict):
-        raise PlumeError(f"{owner} option text must be a dict of text-encoder options (see plume.text), got {text!r}")
+        raise PlumeError(f"{owner} option text must be a dict of text-encoder options (see plume.backbones.text), got {text!r}")
     return TextConditioning(text, width)
 
 

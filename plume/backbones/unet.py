@@ -109,7 +109,7 @@ class Stage(nn.ModuleList):
 
 class UNet(nn.Module):
     """ADM-style U-Net on images (B, C, H, W), conditioned on the noise level and optionally a class label or a
-    text prompt (token ids (B, T); `text` holds the text encoder's options, see plume.text)."""
+    text prompt (token ids (B, T); `text` holds the text encoder's options, see plume.backbones.text)."""
 
     def __init__(self, in_channels: int = 3, out_channels: Optional[int] = None, channels: Sequence[int] = (64, 128, 128),
                  blocks_per_level: int = 2, attention_levels: Sequence[int] = (1,), head_channels: int = 32,

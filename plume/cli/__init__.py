@@ -1,8 +1,11 @@
-"""The `plume` command: `plume train`, `plume sample`, `plume eval` and `plume autoencoder train` (latent diffusion).
+"""The `plume` command: `plume train`, `plume sample` and `plume eval` for every data type (they parse, then call
+plume.fit and plume.load, which ask the run's data type, plume.modality), and the task commands: the images' (img2img,
+inpaint, denoise, upscale, interpolate, anomaly, autoencoder), the points' table detector (fit-detector) and
+post-hoc EMA (ema).
 
 Valid names come from the registries (plume.PROCESSES, plume.PREDICTIONS, plume.SAMPLERS, plume.GRIDS,
-plume.BACKBONES and their presets, plume.objective.WEIGHTINGS / TIME_SAMPLINGS, plume.data.TOY_SETS and
-IMAGE_SETS). Bad input ends in one line, "Error: ...", with exit code 2 for a bad command line and 1 for anything
+plume.BACKBONES and their presets, plume.objective.WEIGHTINGS / TIME_SAMPLINGS, plume.MODALITIES and each data
+type's embedded sets). Bad input ends in one line, "Error: ...", with exit code 2 for a bad command line and 1 for anything
 else Plume rejects; never a traceback. Ctrl-C during training saves a checkpoint and exits with code 130.
 """
 from __future__ import annotations
@@ -11,20 +14,15 @@ from typing import Any
 
 import click
 
-from .. import __version__
-from ..errors import PlumeError
+from ..version import __version__
+from .common import translate_errors
 
 
 class PlumeGroup(click.Group):
-    """A click group that turns PlumeError and OS errors into one-line click errors (exit code 1)."""
+    """A click group whose errors are one line (plume.cli.common.translate_errors)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PlumeError as e:
-            raise click.ClickException(str(e)) from None
-        except OSError as e:
-            raise click.ClickException(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
+        return translate_errors(super().invoke, ctx)
 
 
 @click.group(cls=PlumeGroup, context_settings={"help_option_names": ["-h", "--help"]})

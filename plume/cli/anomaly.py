@@ -7,7 +7,7 @@ OUT/anomaly.json (the settings and the level statistics). With --score likelihoo
 Reconstruction scores are standardized per level by the run's own
 training data (its first --calibrate examples, rebuilt from config.json) when Plume can rebuild it; otherwise
 (e.g. a run trained from Python on a table) they are the plain mean of the per-level errors, with a note.
-A table detector (`plume fit-detector`, plume.tasks.table_anomaly) takes --table rows in their own units and scores
+A table detector (`plume fit-detector`, plume.points.table_anomaly) takes --table rows in their own units and scores
 them by -log p(x) with the whitening and smoothing it chose.
 """
 from __future__ import annotations
@@ -22,18 +22,19 @@ import click
 import numpy as np
 import torch
 
-from ..data.image_files import _Failures, _decode, folder_items
-from ..data.image_grid import _save_png
-from ..data.images import images_to_tensor
-from ..data.sources import data_from_info
+from ..images.files import _Failures, _decode, folder_items
+from ..images.grid import _save_png
+from ..images.sets import images_to_tensor
+from ..modality import modality_of
 from ..errors import PlumeError
 from ..samplers import SAMPLERS
 from ..tasks.anomaly import (DEFAULT_LEVELS, LevelStats, anomaly_scores, check_levels, level_stats,
                              likelihood_scores)
-from ..tasks.anomaly_plots import heatmap_pairs, score_histogram
-from ..tasks.table_anomaly import load_table_detector
-from ..train import load_denoiser, read_config
-from .train import _device, set_threads
+from ..images.tasks.anomaly_plots import heatmap_pairs, score_histogram
+from ..points.table_anomaly import load_table_detector
+from ..run import load
+from ..train import read_config
+from .common import device_named, set_threads
 
 
 @click.command()
@@ -77,7 +78,7 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
     """Score how unusual each image of --images (or row of --table) is under the run RUN."""
     if (images is None) == (table is None):
         raise click.UsageError("give --images FOLDER (an image run) or --table FILE.csv (a vector run), one of them")
-    set_threads(threads, False)
+    set_threads(threads)
     level_list = _parse_levels(levels)
     info = read_config(run).get("data", {})  # the run's data: its shape, and what calibration rebuilds
     shape = tuple(info.get("shape", []))
@@ -93,7 +94,7 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
     else:
         names, x0, _ = read_table(table, shape[0])
         x0 = x0.float()  # (N, D), in the scale the run was trained on
-    denoiser = load_denoiser(run, ema=weights == "ema", device=_device(device))
+    denoiser = load(run, weights=weights, device=device_named(device)).denoiser
     place = next(denoiser.parameters()).device
     if score_kind == "likelihood":
         return _likelihood_command(denoiser, run, names, x0.to(place), out, 0.2 if smoothing is None else smoothing,
@@ -129,10 +130,10 @@ def _likelihood_command(denoiser: Any, run: Path, names: list[str], x0: torch.Te
 def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[str], smoothing: Optional[float],
                       batch_size: int, weights: str, device: str) -> None:
     """--table on a table detector (plume fit-detector): -log p(x) of the raw rows in nats, with its whitening and
-    s_min (plume.tasks.table_anomaly)."""
+    s_min (plume.points.table_anomaly)."""
     if score_kind == "reconstruction":
         raise click.UsageError(f"{run} is a table detector: it scores by likelihood only (leave out --score)")
-    detector = load_table_detector(run, ema=weights == "ema", device=_device(device))
+    detector = load_table_detector(run, ema=weights == "ema", device=device_named(device))
     if smoothing is not None and smoothing != detector.s_min:
         click.echo(f"note: smoothing {smoothing:g} instead of the detector's chosen {detector.s_min:g}", err=True)
         detector.s_min = smoothing
@@ -170,7 +171,7 @@ def _calibration(denoiser: Any, run: Path, info: dict[str, Any], count: int,
     if count == 0:
         return None
     try:
-        data = data_from_info(info, source=str(run / "config.json")).data  # (N, ...)
+        data = modality_of(info).data_from_info(info, source=str(run / "config.json")).data  # (N, ...)
     except PlumeError:
         click.echo(f"note: Plume cannot rebuild the training data of {run}; scores are the plain mean of the "
                    "per-level errors (not standardized)", err=True)

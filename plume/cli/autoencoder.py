@@ -1,4 +1,4 @@
-"""`plume autoencoder train`: the first stage of latent diffusion (plume.latent, docs/latent.md).
+"""`plume autoencoder train`: the first stage of latent diffusion (plume.images.latent, docs/latent.md).
 
     plume autoencoder train --data shapes --out runs/ae --minutes 5
     plume train --data shapes --latent runs/ae --out runs/latent --minutes 5
@@ -13,12 +13,13 @@ from typing import Any
 import click
 import torch
 
-from ..data.sources import data_from_info, load_data
+from ..images.modality import IMAGES
+from ..modality import DataRequest, modality_for_source
 from ..errors import PlumeError
-from ..latent import AutoencoderConfig, KLAutoencoder, train_autoencoder
-from ..latent.checkpoint import read_autoencoder_config
-from .options import resume_flags
-from .train import _device, set_threads
+from ..images.latent import AutoencoderConfig, KLAutoencoder, train_autoencoder
+from ..images.latent.checkpoint import read_autoencoder_config
+from ..train import TrainingInterrupted
+from .common import device_named, resume_flags, set_threads
 
 POSITIVE = click.IntRange(min=1)
 RESUME_FLAGS = {"out", "resume", "steps", "minutes", "device", "threads", "quiet"}  # what a resume may change
@@ -60,14 +61,20 @@ def autoencoder() -> None:
 @click.pass_context
 def train(ctx: click.Context, **flags: Any) -> None:
     """Train a KL-regularized autoencoder on images; writes OUT/checkpoint, OUT/loss.csv, OUT/reconstructions.png."""
-    set_threads(flags["threads"], False)
     if flags["resume"]:
         model, data, config = _resumed(ctx, flags)
     elif flags["data"] is None:
         raise click.UsageError("--data is required (or --resume to continue an autoencoder)")
     else:
+        set_threads(flags["threads"])
         model, data, config = _new(flags)
-    result = train_autoencoder(model, data, flags["out"], config, progress=not flags["quiet"], resume=flags["resume"])
+    try:
+        result = train_autoencoder(model, data, flags["out"], config, progress=not flags["quiet"],
+                                   resume=flags["resume"])
+    except TrainingInterrupted as stop:  # saved where it stopped, scale and reconstructions measured
+        error = click.ClickException(str(stop))
+        error.exit_code = 130
+        raise error from None
     error = result.reconstruction
     click.echo(f"step {result.step} in {result.seconds:.1f} s (training MSE {result.last_mse:.4g} on [-1, 1]); latents "
                f"{model.latent_shape(data.shape)}, scale_factor {result.scale_factor:.4g}; reconstruction of "
@@ -77,15 +84,15 @@ def train(ctx: click.Context, **flags: Any) -> None:
 
 def _new(flags: dict[str, Any]) -> tuple[KLAutoencoder, Any, AutoencoderConfig]:
     """A new autoencoder, its data and training options, from the flags."""
-    data = load_data(flags["data"], seed=flags["seed"], image_size=flags["image_size"], channels=flags["channels"],
-                     limit=flags["limit"], holdout=flags["holdout"], progress=not flags["quiet"])
-    shape = tuple(getattr(data, "shape", ()))
-    if len(shape) != 3:
-        raise PlumeError(f"an autoencoder encodes images; the data {flags['data']!r} are points of shape {shape}")
-    torch.manual_seed(flags["seed"])
-    model = KLAutoencoder(in_channels=shape[0], latent_channels=flags["latent_channels"], factor=flags["factor"],
-                          width=flags["width"], blocks_per_level=flags["blocks_per_level"],
-                          norm_groups=flags["norm_groups"]).to(_device(flags["device"]))
+    modality, source = modality_for_source(flags["data"])
+    if modality is not IMAGES:
+        raise PlumeError(f"an autoencoder encodes images; the data {flags['data']!r} are {modality.name}")
+    options = {k: flags[k] for k in ("image_size", "channels", "limit", "holdout") if flags[k] is not None}
+    data = IMAGES.training_data(source, DataRequest(seed=flags["seed"], progress=not flags["quiet"], options=options))
+    shape = tuple(data.shape)
+    architecture = {"in_channels": shape[0], **{k: flags[k] for k in ("latent_channels", "factor", "width",
+                                                                        "blocks_per_level", "norm_groups")}}
+    model = _seeded(architecture, flags["seed"]).to(device_named(flags["device"]))
     config = AutoencoderConfig(steps=flags["steps"], minutes=flags["minutes"], batch_size=flags["batch_size"],
                                lr=flags["lr"], beta=flags["beta"], seed=flags["seed"])
     return model, data, config
@@ -97,14 +104,23 @@ def _resumed(ctx: click.Context, flags: dict[str, Any]) -> tuple[KLAutoencoder, 
     given = resume_flags(ctx, RESUME_FLAGS)
     directory, saved = read_autoencoder_config(flags["out"])
     source = str(directory / "config.json")
-    data = data_from_info(saved.get("data", {}), source)
+    set_threads(flags["threads"] or saved.get("runtime", {}).get("cpu_threads"))  # the saved count resumes exactly
+    data = IMAGES.data_from_info(saved.get("data", {}), source)
     try:
-        model = KLAutoencoder(**saved["autoencoder"]["options"])
+        model = _seeded(saved["autoencoder"]["options"], 0)  # initial weights that train_autoencoder replaces
         config = AutoencoderConfig(**{**saved["training"], "minutes": flags["minutes"],  # a new budget, or none
                                       **({"steps": flags["steps"]} if "steps" in given else {})})
     except (KeyError, TypeError) as e:
         raise PlumeError(f"{source}: cannot rebuild the autoencoder and its training options ({e})") from None
-    return model.to(_device(flags["device"])), data, config
+    return model.to(device_named(flags["device"])), data, config
+
+
+def _seeded(options: dict[str, Any], seed: int) -> KLAutoencoder:
+    """KLAutoencoder(**options) with initial weights drawn from torch's generator seeded by `seed`, inside
+    fork_rng: the caller's global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):  # modules draw their initial weights from the global generator
+        torch.manual_seed(seed)
+        return KLAutoencoder(**options)
 
 
 __all__ = ["autoencoder"]

@@ -1,7 +1,7 @@
 """`plume denoise RUN --image noisy.png --out clean.png`: remove white Gaussian noise from a photo of any size with
-a run's model (plume.tasks.denoise). --sigma gives the noise std in pixel values 0..255; without it the std is
-estimated from the image (plume.tasks.noise_level) and printed. Images of another size than the run's go through
-overlapping tiles of the run's size (plume.tasks.tiles); a gray image for an RGB run or the reverse is converted
+a run's model (plume.images.tasks.denoise). --sigma gives the noise std in pixel values 0..255; without it the std is
+estimated from the image (plume.images.tasks.noise_level) and printed. Images of another size than the run's go through
+overlapping tiles of the run's size (plume.images.tasks.tiles); a gray image for an RGB run or the reverse is converted
 with a printed note (the output has the run's channels).
 """
 from __future__ import annotations
@@ -12,14 +12,15 @@ from typing import Optional
 import click
 import torch
 
-from ..data.image_files import read_image_file, write_image_file
-from ..data.images import images_to_tensor, tensor_to_images
+from ..images.files import read_image_file, write_image_file
+from ..images.sets import images_to_tensor, tensor_to_images
 from ..samplers import SAMPLERS
-from ..tasks.denoise import DEFAULT_METHOD, METHODS, denoise as denoise_images
-from ..tasks.noise_level import estimate_level, level_from_pixels, level_to_pixels
-from ..train import load_denoiser, read_config
+from ..images.tasks.denoise import DEFAULT_METHOD, METHODS, denoise as denoise_images
+from ..images.tasks.noise_level import estimate_level, level_from_pixels, level_to_pixels
+from ..run import load
+from ..train import read_config
 from .img2img import image_run_shape, to_run_channels
-from .train import _device, set_threads
+from .common import device_named, set_threads
 
 
 @click.command("denoise")
@@ -43,7 +44,7 @@ def denoise(run: Path, image: Path, sigma: Optional[float], method: str, steps: 
     """Denoise IMAGE with the run RUN's model (noise std --sigma, or estimated)."""
     config = read_config(run)
     shape = image_run_shape(run, config, "plume denoise")
-    set_threads(threads, False)
+    set_threads(threads)
     y = images_to_tensor(to_run_channels(read_image_file(image), shape[0], image)[None].copy())  # (1, C, H, W)
     if sigma is None:
         level = float(estimate_level(y)[0])
@@ -52,7 +53,7 @@ def denoise(run: Path, image: Path, sigma: Optional[float], method: str, steps: 
             raise click.ClickException(f"{image} shows no noise to remove (estimated std 0); give --sigma")
     else:
         level = level_from_pixels(sigma)
-    denoiser = load_denoiser(run, ema=weights == "ema", device=_device(device))
+    denoiser = load(run, weights=weights, device=device_named(device)).denoiser
     dev = next(denoiser.parameters()).device
     tile = shape[1] if tuple(y.shape[-2:]) != shape[1:] else None
     if tile is not None and shape[1] != shape[2]:

@@ -1,5 +1,5 @@
 """`plume fit-detector --table normal.csv --out RUN`: fit a table anomaly detector to normal rows alone
-(plume.tasks.table_anomaly): a diffusion model of the rows, its representation (standardized or PCA-whitened
+(plume.points.table_anomaly): a diffusion model of the rows, its representation (standardized or PCA-whitened
 columns), weight decay, training length and smoothing chosen by the held-out likelihood of normal rows. Then
 `plume anomaly RUN --table rows.csv --out DIR` scores rows in their own units (higher: more unusual).
 """
@@ -10,10 +10,10 @@ from typing import Optional
 
 import click
 
-from ..tasks.table_anomaly import GRID, fit_table_detector
+from ..points.table_anomaly import GRID, fit_table_detector
 from .anomaly import read_table
-from .options import number_list
-from .train import set_threads
+from .common import number_list
+from .common import set_threads
 
 
 @click.command("fit-detector")
@@ -33,7 +33,7 @@ from .train import set_threads
 def fit_detector(table: Path, out: Path, representation: str, weight_decay: str, steps: str, smoothing: str, seed: int,
                  threads: Optional[int]) -> None:
     """Fit a table anomaly detector to the normal rows of --table."""
-    set_threads(threads, False)
+    set_threads(threads)
     grid = {"representation": GRID["representation"] if representation == "auto" else (representation,),
             "weight_decay": tuple(number_list(weight_decay, float, "--weight-decay", 0, "numbers", "weight decay")),
             "steps": tuple(number_list(steps, int, "--steps", 1, "whole numbers", "training length")),

@@ -1,4 +1,4 @@
-"""`plume img2img RUN --image guide.png --strength 0.5 --out out.png`: SDEdit (plume.tasks.image_to_image) with a
+"""`plume img2img RUN --image guide.png --strength 0.5 --out out.png`: SDEdit (plume.images.tasks.image_to_image) with a
 run's model: the guide noised part-way and denoised by the run's reverse process, --n outputs from seeds seed,
 seed + 1, ...; conditional runs take --labels or --prompt (and --guidance) as in `plume sample`.
 
@@ -16,17 +16,17 @@ import click
 import numpy as np
 import torch
 
-from ..data.image_files import fit_square, read_image_file, set_channels, write_image_file
-from ..data.image_grid import save_image_grid
-from ..data.images import images_to_tensor, tensor_to_images
+from ..images.files import fit_square, read_image_file, set_channels, write_image_file
+from ..images.grid import save_image_grid
+from ..images.sets import images_to_tensor, tensor_to_images
 from ..errors import PlumeError
-from ..latent.data import KIND as LATENT_KIND
+from ..images.latent.data import KIND as LATENT_KIND
+from ..images.modality import refuse_stage_alone
 from ..samplers import SAMPLERS
-from ..tasks.image_to_image import conditioned, image_to_image
-from ..train import load_denoiser, read_config
-from .cascade import refuse_stage_alone
-from .sample import _class_labels, prompt_tokens
-from .train import _device, set_threads
+from ..images.tasks.image_to_image import conditioned, image_to_image
+from ..run import load
+from ..train import read_config
+from .common import device_named, parse_seeds, set_threads
 
 
 def image_run_shape(run: Path, config: dict[str, Any], command: str, allow: tuple[str, ...] = ()) -> tuple[int, int, int]:
@@ -93,16 +93,12 @@ def img2img(run: Path, image: Path, strength: float, n: int, seed: int, sampler:
     """Edit IMAGE with the run RUN's model by SDEdit (Meng et al. 2022): noise it to --strength, then denoise."""
     config = read_config(run)
     shape = image_run_shape(run, config, "plume img2img")
-    set_threads(threads, False)
+    set_threads(threads)
     guide = guide_for_run(image, shape)  # (1, C, H, W)
-    denoiser = load_denoiser(run, ema=weights == "ema", device=_device(device))
-    if label_text and prompts:
-        raise click.UsageError("give --labels (a class-conditional run) or --prompt (a text-conditioned run), not both")
-    labels, negative = None, None
-    if label_text:
-        labels = torch.as_tensor(_class_labels(label_text, config.get("data", {}), run))  # (L,)
-    elif prompts or negative_prompt:
-        labels, negative = prompt_tokens(denoiser, prompts, negative_prompt, run)  # (L, T), (T,) or None
+    model_run = load(run, weights=weights, device=device_named(device))
+    denoiser = model_run.denoiser
+    labels, negative = model_run.conditions(parse_seeds(label_text) if label_text else None, list(prompts) or None,
+                                            negative_prompt)  # (L,) or (L, T), (T,) or None
     cond = None if labels is None else torch.as_tensor(labels)[torch.arange(n) % len(labels)]  # (n,) or (n, T)
     dev = next(denoiser.parameters()).device
     model = conditioned(denoiser, None if cond is None else cond.to(dev), guidance, negative)

@@ -1,5 +1,4 @@
-"""The command line's inpainting: `plume train --inpainting [MASKS]` (a mask-conditioned model) and
-`plume inpaint RUN --image x.png --mask m.png` (fill the holes with any image run; plume.tasks.inpaint)."""
+"""`plume inpaint RUN --image x.png --mask m.png` (fill the holes with any image run; plume.images.tasks.inpaint)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,36 +8,18 @@ import click
 import numpy as np
 import torch
 
-from ..backbones.image_conditioned import ImageConditioned
-from ..data.image_grid import save_image_grid
-from ..data.image_files import read_image_file, write_image_file
-from ..data.images import images_to_tensor, tensor_to_images
-from ..data.masks import InpaintingData, is_inpainting, read_mask
+from ..images.image_conditioned import ImageConditioned
+from ..images.grid import save_image_grid
+from ..images.files import read_image_file, write_image_file
+from ..images.sets import images_to_tensor, tensor_to_images
+from ..images.masks import is_inpainting, read_mask
 from ..errors import PlumeError
 from ..samplers import SAMPLERS
-from ..tasks.inpaint import DEFAULT_SAMPLERS, METHODS, compose, inpaint as inpaint_images
-from ..train import load_denoiser, read_config
-
-
-def inpainting_stage(data: Any, recipe: dict[str, Any], family: str, flags: dict[str, Any]) -> InpaintingData:
-    """Turn a fresh run's data and recipe into a mask-conditioned model's: each image gets random holes of `family`
-    and cond = [image * keep, keep]; the recipe's backbone becomes the inner network of an ImageConditioned."""
-    for other in ("conditional", "super_resolution", "interpolation", "latent"):
-        if flags.get(other):
-            raise click.UsageError(f"--inpainting cannot be combined with --{other.replace('_', '-')}: the model is "
-                                   f"conditioned on the masked image alone")
-    if len(data.shape) != 3:
-        raise PlumeError(f"--inpainting needs image data; this data has examples shaped {list(data.shape)}")
-    spec = recipe["backbone"]
-    if spec["name"] in ("image_conditioned", "super_resolution"):
-        raise click.UsageError("--backbone names the inner network of an inpainting model (unet, dit); the "
-                               "conditioning comes from --inpainting")
-    wrapped = InpaintingData(data, family)
-    channels, height, width = data.shape
-    recipe["backbone"] = {"name": "image_conditioned", "preset": None, "options": {
-        "cond_channels": channels + 1, "inner": spec["name"], "inner_preset": spec.get("preset"),
-        "inner_options": dict(spec.get("options", {})), "image_size": [height, width]}}
-    return wrapped
+from ..images.tasks.inpaint import DEFAULT_SAMPLERS, METHODS, compose, inpaint as inpaint_images
+from ..run import load
+from ..train import read_config
+from .img2img import image_run_shape, to_run_channels
+from .common import device_named, set_threads
 
 
 def check_model(run: Path, config: dict[str, Any], model: Any, method: str) -> str:
@@ -65,8 +46,6 @@ def check_model(run: Path, config: dict[str, Any], model: Any, method: str) -> s
 def read_inputs(run: Path, config: dict[str, Any], image: Path, mask: Path,
                 white: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The image (1, C, H, W) in [-1, 1] and keep (1, 1, H, W), checked against the run's image shape."""
-    from .img2img import image_run_shape, to_run_channels  # here: plume.cli.train imports this module
-
     channels, height, width = image_run_shape(run, config, "plume inpaint", allow=("inpainting",))
     pixels = np.array(to_run_channels(read_image_file(image), channels, image))  # (h, w, C), writable
     if pixels.shape[:2] != (height, width):
@@ -114,11 +93,9 @@ def side_by_side(image: torch.Tensor, keep: torch.Tensor, results: torch.Tensor,
 def inpaint(run: Path, image: Path, mask: Path, mask_white: str, method: str, jump: int, resample: int, n: int,
             seed: int, sampler: Optional[str], steps: int, weights: str, out: Path, device: str, threads: Optional[int]) -> None:
     """Fill the holes of an image with RUN's model: the known pixels are kept exactly (docs/inpainting.md)."""
-    from .train import _device, set_threads  # here: plume.cli.train imports this module
-
-    set_threads(threads, False)
+    set_threads(threads)
     config = read_config(run)
-    model = load_denoiser(run, ema=weights == "ema", device=_device(device))
+    model = load(run, weights=weights, device=device_named(device)).denoiser
     method = check_model(run, config, model, method)
     x, keep = read_inputs(run, config, image, mask, mask_white)
     target = next(model.parameters()).device

@@ -10,48 +10,18 @@ import click
 import numpy as np
 from PIL import Image
 
-from ..data.frames import read_frames
-from ..data.image_grid import save_image_grid
-from ..data.images import images_to_tensor, tensor_to_images
-from ..data.interpolation import FrameTriples, load_interpolation_data
-from ..data.moving_shapes import MOVING_SHAPES
+from ..images.frames import read_frames
+from ..images.grid import save_image_grid
+from ..images.sets import images_to_tensor, tensor_to_images
+from ..images.moving_shapes import MOVING_SHAPES
 from ..errors import PlumeError
 from ..samplers import SAMPLERS
-from ..tasks.interpolate import interpolate_sequence
-from ..train import load_denoiser, read_config
+from ..images.tasks.interpolate import interpolate_sequence
+from ..run import load
+from ..train import read_config
+from .common import device_named, set_threads
 
 GIF_MS = 150  # milliseconds per frame of the animated GIF
-
-
-def wants_interpolation(flags: dict[str, Any]) -> bool:
-    """Whether `plume train` flags ask for frame interpolation (--interpolation, or --data moving-shapes)."""
-    return bool(flags.get("interpolation")) or flags.get("data") == MOVING_SHAPES
-
-
-def interpolation_data(flags: dict[str, Any], seed: int) -> FrameTriples:
-    """The training triples `plume train --interpolation` reads from --data (moving-shapes or a folder of frames)."""
-    for flag in ("flip", "holdout", "latent", "super_resolution", "augment_max", "text_encoder", "inpainting"):
-        if flags.get(flag):
-            raise click.UsageError(f"--{flag.replace('_', '-')} does not apply to frame interpolation "
-                                   f"(--interpolation, or --data {MOVING_SHAPES})")
-    if flags.get("conditional"):
-        raise click.UsageError("frame interpolation conditions on the neighbouring frames, not on labels or "
-                               "captions; drop --conditional")
-    return load_interpolation_data(flags["data"], seed=seed, image_size=flags.get("image_size"),
-                                   channels=flags.get("channels"), limit=flags.get("limit"),
-                                   progress=not flags.get("quiet"))
-
-
-def interpolation_stage(data: FrameTriples, recipe: dict[str, Any]) -> None:
-    """Make the recipe's backbone (unet, dit) the inner network of an ImageConditioned reading [A, B, tau]."""
-    spec = recipe["backbone"]
-    if spec["name"] in ("image_conditioned", "super_resolution"):
-        raise click.UsageError("--backbone names the inner network of an interpolation model (unet, dit); the "
-                               "conditioning on the two frames comes from --interpolation")
-    c = data.shape[0]
-    recipe["backbone"] = {"name": "image_conditioned", "preset": None, "options": {
-        "cond_channels": 2 * c + 1, "inner": spec["name"], "inner_preset": spec.get("preset"),
-        "inner_options": dict(spec.get("options", {})), "image_size": list(data.shape[1:])}}
 
 
 def check_frames(frames: np.ndarray, paths: list[Path], run: Path, config: dict[str, Any]) -> None:
@@ -103,14 +73,13 @@ def save_sequence(images: np.ndarray, out: Path, between: int) -> tuple[list[Pat
 def interpolate(run: Path, frames_dir: Path, between: int, out: Path, seed: int, draws: int, sampler: str,
                 steps: int, weights: str, device: str, threads: Optional[int], quiet: bool) -> None:
     """Make BETWEEN frames between each pair of consecutive frames of a folder with the interpolation model RUN."""
-    from .train import _device, set_threads  # here: plume.cli.train imports this module
     try:
-        set_threads(threads, False)
+        set_threads(threads)
         config = read_config(run)
         frames, paths = read_frames(frames_dir)  # (T, H, W, C) uint8
         check_frames(frames, paths, run, config)
-        where = _device(device)
-        model = load_denoiser(run, ema=weights == "ema", device=where)
+        where = device_named(device)
+        model = load(run, weights=weights, device=where).denoiser
         x = interpolate_sequence(model, images_to_tensor(frames).to(where), between, seed=seed, draws=draws,
                                  progress=not quiet, sampler=sampler, steps=steps)  # (T + (T - 1) k, C, H, W)
         written, gif, strip = save_sequence(tensor_to_images(x), out, between)
@@ -120,5 +89,4 @@ def interpolate(run: Path, frames_dir: Path, between: int, out: Path, seed: int,
                f"animation {gif}; strip {strip}")
 
 
-__all__ = ["wants_interpolation", "interpolation_data", "interpolation_stage", "check_frames", "save_sequence",
-           "interpolate"]
+__all__ = ["check_frames", "save_sequence", "interpolate"]

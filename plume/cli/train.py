@@ -1,30 +1,22 @@
-"""`plume train`: the default recipe for the data (plume.recipes), any value overridden by a config file or a flag."""
+"""`plume train`: the data type's default recipe for the data (plume.modality), any value overridden by a config file or
+a flag. The command parses; plume.fit does the work (the data type makes the data and the recipe, plume.recipes the
+model, plume.train.train trains it)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
-import torch
 
-from ..backbones import BACKBONES, PRESETS
-from ..data import TOY_SETS
-from ..data.masks import FAMILIES as MASK_FAMILIES
-from ..data.sources import data_from_info, load_data
-from ..errors import PlumeError
-from ..latent.data import encode_images, latent_data_from_info
+from ..backbones import BACKBONES
+from ..fit import fit
+from ..images.masks import FAMILIES as MASK_FAMILIES
+from ..modality import modality_for_source, modality_of
 from ..objective import TIME_SAMPLINGS, WEIGHTINGS
 from ..predictions import PREDICTIONS
 from ..processes import PROCESSES
-from ..recipes import build_recipe, default_recipe
-from ..text import text_options
-from ..train import LR_SCHEDULES, PARALLEL, PRECISIONS, TrainingInterrupted, build_denoiser, find_checkpoint, read_config, train_config
-from ..train import train as run_training
-from ..train.distributed import finish, from_environment
-from .cascade import super_resolution_stage
-from .inpaint import inpainting_stage
-from .interpolate import interpolation_data, interpolation_stage, wants_interpolation
-from .options import load_config_file, number_list, parse_key_values, resume_flags
+from ..train import LR_SCHEDULES, PARALLEL, PRECISIONS, TrainingInterrupted, find_checkpoint, read_config
+from .common import PlumeCommand, load_config_file, number_list, parse_key_values, resume_flags, set_threads
 
 # Training options a flag may set (None: the recipe's value); each is also a key of TrainConfig.
 TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_schedule", "warmup_steps", "ema_decay",
@@ -33,16 +25,22 @@ TRAINING_FLAGS = ("steps", "minutes", "batch_size", "accumulate", "lr", "lr_sche
 # What a resumed run may take from the command line; every other setting comes from its config.json.
 RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "compile", "checkpoint_every", "log_every",
                 "preview_every", "sample_count", "tensorboard", "threads", "device", "quiet", "ema_snapshot_every"}
+# The data type's options a flag may give (plume.modality.DataRequest.options); a data type refuses those it lacks.
+DATA_FLAGS = ("image_size", "channels", "flip", "on_error", "holdout", "limit", "latent", "super_resolution",
+              "augment_max", "inpainting", "interpolation")
+DENOISER_FLAGS = ("process", "prediction", "weighting", "time_sampling", "sigma_data")
 POSITIVE = click.IntRange(min=1)
 
 
-@click.command()
+@click.command(cls=PlumeCommand)
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=load_config_file,
               is_eager=True, expose_value=False, help="JSON or TOML file of option values; flags override them.")
-@click.option("--data", help="A toy set (" + ", ".join(TOY_SETS) + "), an image set (digits, lfw, photos, shapes, shapes-triples), a folder "
-              "of images, an .npz file, or hf:PATH (a saved Hugging Face data set). Required unless --resume.")
+@click.option("--data", help="The data: a name one data type recognizes (points: the toy sets moons, swissroll, "
+              "8gaussians, checkerboard, gmm; images: digits, lfw, photos, shapes, shapes-triples, moving-shapes, a "
+              "folder of images, an .npz file, hf:PATH), or TYPE:SOURCE to say which data type reads it. Required "
+              "unless --resume.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory.")
-@click.option("--backbone", type=click.Choice(list(BACKBONES)), help="Network (default: unet for images, mlp for points).")
+@click.option("--backbone", type=click.Choice(list(BACKBONES)), help="Network (default: the data type's; images: unet, points: mlp).")
 @click.option("--preset", help="Backbone size preset (unet: tiny, small, base; dit: tiny, S, B, L, XL).")
 @click.option("--backbone-option", "backbone_options", multiple=True, metavar="KEY=VALUE",
               help="Any backbone option, e.g. channels=[32,64,64] or dropout=0.1 (repeatable).")
@@ -104,7 +102,7 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--tensorboard", is_flag=True, default=None, help="Log scalars and pictures to OUT/tensorboard.")
 @click.option("--seed", type=int, help="Seeds the weights, the data and every step (default 0).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda if present).")
-@click.option("--threads", type=POSITIVE, help="CPU threads (default: 1 for points, all cores for images).")
+@click.option("--threads", type=POSITIVE, help="CPU threads (default: the data type's; points 1, images all cores).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly (to --steps / for --minutes).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -116,123 +114,36 @@ def train(ctx: click.Context, **flags: Any) -> None:
     out: Path = flags["out"]
     # Threads first: changing torch's thread count after its first parallel op makes later steps irreproducible,
     # and a resumed run keeps the count it was trained with, since CPU reductions split work by thread.
-    saved = read_config(out) if flags["resume"] else {}
-    points = (saved["data"].get("name") if flags["resume"] else flags["data"]) in TOY_SETS
-    set_threads(flags["threads"] or saved.get("runtime", {}).get("cpu_threads"), points)
     if flags["resume"]:
-        denoiser, data, options = _resumed(ctx, flags, saved)
+        given = resume_flags(ctx, RESUME_FLAGS)
+        saved = read_config(out)
+        modality = modality_of(saved.get("data", {}), str(find_checkpoint(out) / "config.json"))
+        set_threads(flags["threads"] or saved.get("runtime", {}).get("cpu_threads"), modality.threads)
+        training = {k: flags[k] for k in RESUME_FLAGS & set(TRAINING_FLAGS) if k in given}
+        options: dict[str, Any] = {}
+    elif flags["data"] is None:
+        raise click.UsageError("--data is required (or --resume to continue a run)")
     else:
-        denoiser, data, options = _fresh(flags)
-    denoiser = denoiser.to(_device(flags["device"]))
+        set_threads(flags["threads"], modality_for_source(flags["data"])[0].threads)
+        training = {k: flags[k] for k in TRAINING_FLAGS if k != "seed"}
+        options = dict(data_options={k: flags[k] for k in DATA_FLAGS}, conditional=bool(flags["conditional"]),
+                       text_encoder=flags["text_encoder"], backbone=flags["backbone"], preset=flags["preset"],
+                       backbone_options=parse_key_values(flags["backbone_options"]),
+                       denoiser={k: flags[k] for k in DENOISER_FLAGS}, seed=flags["seed"])
     try:
-        result = run_training(denoiser, data, out, train_config(options), resume=flags["resume"],
-                              progress=not flags["quiet"])
+        run = fit(flags["data"], out, resume=flags["resume"], device=flags["device"], progress=not flags["quiet"],
+                  **options, **training)
     except (TrainingInterrupted, KeyboardInterrupt) as stop:
         error = click.ClickException(str(stop) if isinstance(stop, TrainingInterrupted) else
                                      f"interrupted; the last checkpoint in {out} is intact (continue with --resume)")
         error.exit_code = 130
         raise error from None
-    place = from_environment(next(denoiser.parameters()).device)  # the process group train() joined, if any
-    if place.is_main:
+    result = run.training
+    if run.place.is_main:
         skipped = f"; {result.skipped_steps} steps skipped (non-finite loss)" if result.skipped_steps else ""
         click.echo(f"step {result.step} in {result.seconds:.1f} s (loss {result.last_loss:.4g}{skipped}); "
                    f"checkpoint {out / 'checkpoint'}; samples {result.samples_png}")
-    finish(place)
-
-
-def _fresh(flags: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """A new run: the data, then the recipe for its shape with every given flag applied."""
-    if flags["data"] is None:
-        raise click.UsageError("--data is required (or --resume to continue a run)")
-    seed = flags["seed"] if flags["seed"] is not None else 0
-    data = interpolation_data(flags, seed) if wants_interpolation(flags) else \
-        load_data(flags["data"], seed=seed, image_size=flags["image_size"], channels=flags["channels"],
-                     flip=bool(flags["flip"]), on_error=flags["on_error"] or "stop", limit=flags["limit"],
-                     holdout=flags["holdout"] or 0.0,
-                     progress=not flags["quiet"])
-    if flags["latent"] is not None and flags["super_resolution"] is not None:
-        raise click.UsageError("--latent and --super-resolution cannot be combined: a super-resolution stage trains "
-                               "on pixels (a cascade's second stage); train the latent model and the stage separately")
-    if flags["latent"] is not None:  # diffusion on an autoencoder's latents (plume.latent)
-        data = encode_images(data, flags["latent"], progress=not flags["quiet"], device=_device(flags["device"]))
-    recipe = default_recipe(data.shape)
-    if flags["latent"] is not None:
-        recipe["denoiser"]["sigma_data"] = 1.0  # the latents are scaled to unit variance
-    spec = recipe["backbone"]
-    if flags["backbone"] is not None and flags["backbone"] != spec["name"]:
-        # Another backbone starts from its smallest preset: a CPU-sized default (--preset picks a bigger one).
-        spec.update(name=flags["backbone"], preset="tiny" if "tiny" in PRESETS.get(flags["backbone"], {}) else None,
-                    options={})
-    if flags["preset"] is not None:
-        spec["preset"] = flags["preset"]
-    spec["options"].update(parse_key_values(flags["backbone_options"]))
-    for key in ("process", "prediction", "weighting", "time_sampling", "sigma_data"):
-        if flags[key] is not None:
-            recipe["denoiser"][key] = flags[key]
-    if flags["super_resolution"] is not None:
-        data = super_resolution_stage(data, recipe, flags["super_resolution"], flags["augment_max"],
-                                      bool(flags["conditional"]), flags["sigma_data"] is not None)
-    elif flags["augment_max"] is not None:
-        raise click.UsageError("--augment-max needs --super-resolution (a stage with a conditioning image)")
-    if wants_interpolation(flags):
-        interpolation_stage(data, recipe)
-    if flags["inpainting"] is not None:
-        data = inpainting_stage(data, recipe, flags["inpainting"], flags)
-    captions = getattr(data, "train_captions", None) if flags["conditional"] else None
-    text = text_options(captions, flags["text_encoder"]) if captions else None
-    if flags["text_encoder"] is not None and text is None:
-        raise click.UsageError("--text-encoder needs --conditional and captioned data (a folder with a captions "
-                               "file, or shapes)")
-    if text is not None and flags["time_sampling"] is None:
-        # Prompts decide layout, colour and size at high noise, which EDM's lognormal rarely trains: in 30 CPU
-        # minutes on shapes the prompt-match rate went from 0.06 to 0.17 with log-SNR-uniform times
-        # (docs/text-to-image.md).
-        recipe["denoiser"]["time_sampling"] = "logsnr"
-    num_classes = getattr(data, "num_classes", None) if flags["conditional"] and text is None else None
-    if flags["conditional"] and not num_classes and text is None:
-        raise PlumeError(f"--conditional needs class labels or captions, and the data {flags['data']!r} has neither")
-    denoiser = build_recipe(recipe, data.shape, num_classes=num_classes, seed=seed, text=text)
-    if text is not None:
-        data.tokenize(denoiser.backbone.text.encoder.tokenizer)  # labels = token ids (N, T)
-    conditional = bool(num_classes) or text is not None
-    options = {**recipe["training"], **({"label_dropout": 0.1} if conditional else {}),
-               **{k: flags[k] for k in TRAINING_FLAGS if flags[k] is not None}}
-    if options.get("label_dropout") and not conditional:
-        raise click.UsageError("--label-dropout needs --conditional (class labels or captions to drop)")
-    return denoiser, data, options
-
-
-def _resumed(ctx: click.Context, flags: dict[str, Any], saved: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """The saved run: its denoiser and data from its config.json (`saved`), with the few flags a resume may change."""
-    given = resume_flags(ctx, RESUME_FLAGS)
-    out = flags["out"]
-    denoiser = build_denoiser(saved, find_checkpoint(out) / "config.json")
-    source = str(find_checkpoint(out) / "config.json")
-    latent = saved["data"].get("kind") == "latent"  # the same images, encoded again by the same autoencoder
-    data = latent_data_from_info(saved["data"], source) if latent else data_from_info(saved["data"], source)
-    text = getattr(denoiser.backbone, "text", None)
-    if text is not None:
-        data.tokenize(text.encoder.tokenizer)  # labels = token ids (N, T), as in the first session
-    changed = {k: flags[k] for k in RESUME_FLAGS & set(TRAINING_FLAGS) if k in given}
-    return denoiser, data, {**saved.get("training", {}), "minutes": None, **changed}
-
-
-def set_threads(threads: Optional[int], points: bool) -> None:
-    """torch's CPU threads: as given, else 1 for 2-D points (tiny ops, where threads cost more than they gain)."""
-    if threads or points:
-        torch.set_num_threads(threads or 1)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise PlumeError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PlumeError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__})")
-    return device
+    run.close()
 
 
 __all__ = ["train"]

@@ -1,5 +1,5 @@
 """`plume upscale SR_RUN --image low.png --out high.png`: super-resolve a user's image with a super-resolution run
-(plume.tasks.upscale: tiles for images larger than the run's low size), and write a side-by-side picture of
+(plume.images.tasks.upscale: tiles for images larger than the run's low size), and write a side-by-side picture of
 bicubic upsampling and Plume's result (OUT-compare.png)."""
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ import click
 import numpy as np
 from PIL import Image
 
-from ..cascade import POSTERIOR_LEVEL
-from ..data.image_files import read_image_file, write_image_file
-from ..data.image_grid import save_image_grid
-from ..data.images import images_to_tensor
-from ..data.super_resolution import stage_of
+from ..images.cascade import POSTERIOR_LEVEL
+from ..images.files import read_image_file, write_image_file
+from ..images.grid import save_image_grid
+from ..images.sets import images_to_tensor
+from ..images.super_resolution_data import stage_of
 from ..errors import PlumeError
 from ..samplers import SAMPLERS
-from ..tasks.upscale import (UPSCALE_AUGMENT, UPSCALE_DRAWS, UPSCALE_ESTIMATE, UPSCALE_ESTIMATES, check_image,
-                             upscale_pixels)
-from ..train import load_denoiser, read_config
-from .train import _device, set_threads
+from ..images.tasks.upscale import (UPSCALE_AUGMENT, UPSCALE_DRAWS, UPSCALE_ESTIMATE, UPSCALE_ESTIMATES, check_image,
+    upscale_pixels)
+from ..run import load
+from ..train import read_config
+from .common import device_named, set_threads
 
 
 def check_stage(run: Path) -> None:
@@ -75,10 +76,10 @@ def upscale(run: Path, image: Path, out: Path, estimate: str, draws: int, augmen
             threads: Optional[int], quiet: bool) -> None:
     """Super-resolve the image --image with the super-resolution run RUN (plume train --super-resolution)."""
     try:
-        set_threads(threads, False)
+        set_threads(threads)
         check_stage(run)
         low = read_image_file(image)  # (h, w, C)
-        sr = load_denoiser(run, ema=weights == "ema", device=_device(device))
+        sr = load(run, weights=weights, device=device_named(device)).denoiser
         check_image(sr, images_to_tensor(low[None]), name=f"--image {image}")
         high = upscale_pixels(sr, low, seed=seed, estimate=estimate, draws=draws, augment=augment, sampler=sampler,
                               steps=steps, level=level, overlap=overlap, batch_size=batch_size,

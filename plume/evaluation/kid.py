@@ -28,7 +28,7 @@ Spread over subsets, two figures, both returned:
   each set, Var(U_m) >= 2 Var(U_N), hence E[s^2] >= Var(U_N) and (1 + 1/S) s^2 estimates Var(KID) from above:
   about right when the distributions differ; when they are the same, Var(U_n) falls as 1/n^2 and the error is
   up to sqrt(3) too wide (tests/test_metrics.py measures the coverage of both). With subsets larger than half of either set, or S = 1, the bound does not hold and
-  `standard_error` is NaN. plume.evaluation.report caps subsets at half of each set.
+  `standard_error` is NaN. plume.images.evaluation.report caps subsets at half of each set.
 Everything is float64.
 """
 from __future__ import annotations

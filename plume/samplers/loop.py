@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 ScaledDenoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Hook = Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
@@ -17,7 +17,7 @@ Hook = Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 def step_pairs(sigmas: torch.Tensor, progress: bool = False, desc: str = "sampling") -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Yield (i, s_i, s_{i+1}) over a decreasing grid of noise levels, with a progress bar if asked."""
     indices = range(len(sigmas) - 1)
-    for i in tqdm(indices, desc=desc, disable=not progress, leave=False):
+    for i in progress_bar(indices, desc=desc, enabled=progress, leave=False):
         yield i, sigmas[i], sigmas[i + 1]
 
 

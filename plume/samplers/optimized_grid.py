@@ -13,7 +13,7 @@ import math
 from typing import Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import PlumeError
 from ..predictions import Prediction, prediction as build_prediction
@@ -53,7 +53,7 @@ def optimize_grid(fn: Callable, process: "str | GaussianProcess", shape: tuple, 
     gaps = -torch.log(positive[1:]) + torch.log(positive[:-1])  # (N - 1,) > 0
     raw = torch.log(torch.expm1(gaps)).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([raw], lr=lr)
-    for _ in tqdm(range(iterations), desc=f"fitting a {steps}-step {sampler} grid", disable=not progress, leave=False):
+    for _ in progress_bar(range(iterations), desc=f"fitting a {steps}-step {sampler} grid", enabled=progress, leave=False):
         optimizer.zero_grad()
         sigmas = _levels(lambda_start, raw)
         y = SAMPLERS[sampler].function(denoise, y_start, sigmas, noise, **sampler_options)  # sigmas[0] = start[0], fixed

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import PlumeError
 from ..processes import GaussianProcess, process as build_process
@@ -131,8 +131,8 @@ def anomaly_scores(fn: ModelFn, process: "str | GaussianProcess", x0: torch.Tens
         raise PlumeError("inputs contain NaN or inf; remove or impute them first")
     errors, maps = [], []
     starts = range(0, len(x0), batch_size)
-    with torch.no_grad(), tqdm(total=len(starts) * len(levels), desc="anomaly", unit="level",
-                               disable=not progress) as bar:
+    with torch.no_grad(), progress_bar(total=len(starts) * len(levels), desc="anomaly", unit="level",
+                                       enabled=progress) as bar:
         for first in starts:
             r, m = _batch_errors(fn, process, x0[first:first + batch_size], first, levels, seeds, seed, steps,
                                  sampler, prediction, bar)
@@ -169,7 +169,7 @@ def likelihood_scores(fn: ModelFn, process: "str | GaussianProcess", x0: torch.T
     dtype = weight.dtype if weight is not None else torch.float64
     device = weight.device if weight is not None else x0.device
     parts = []
-    for first in tqdm(range(0, len(x0), batch_size), desc="likelihood", unit="batch", disable=not progress):
+    for first in progress_bar(range(0, len(x0), batch_size), desc="likelihood", unit="batch", enabled=progress):
         x = x0[first:first + batch_size].to(device=device, dtype=dtype)  # (b, ...) on the model's device
         parts.append(ode_likelihood(fn, process, x, prediction=prediction, s_min=s_min, rtol=rtol, atol=atol).nll)
     return torch.cat(parts)  # (B,)

@@ -71,7 +71,7 @@ def save_checkpoint(directory: PathLike, config: dict[str, Any], model: "nn.Modu
     """Write config + weights (+ EMA, + optimizer) atomically to `directory`, replacing what was there.
 
     Each of model, ema and optimizer may also be given as its state dict (e.g. gathered from FSDP shards)."""
-    from .. import __version__
+    from ..version import __version__
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ def read_config(path: PathLike) -> dict[str, Any]:
     directory = find_checkpoint(path)
     config_path = directory / "config.json"
     config = read_json(config_path)
-    from .. import __version__
+    from ..version import __version__
 
     version = config.get("format_version")
     if version is None:

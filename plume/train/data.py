@@ -1,9 +1,9 @@
 """What the training loop consumes: any object with the TrainingData methods, whatever the modality.
 
 The loop draws indices and the per-example randomness (flips, crops) from one generator per micro-batch
-(see plume.train.trainer.step_generator), so a batch is a function of (seed, step, micro-batch) and a
+(plume.train.batches.step_generator), so a batch is a function of (seed, step, micro-batch) and a
 resumed run sees the same batches. Tensors and arrays of vectors are wrapped in TensorData; images come as
-plume.data.ImageData; both provide render() for the sample pictures the trainer writes.
+plume.images.ImageData; both provide render() for the sample pictures the trainer writes.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class TrainingData(Protocol):
 @runtime_checkable
 class ConditionedData(Protocol):
     """Training data that makes each example's conditioning input from the example itself (e.g. a low-resolution
-    copy for super-resolution, plume.data.super_resolution): the trainer passes it to the backbone as cond."""
+    copy for super-resolution, plume.images.super_resolution_data): the trainer passes it to the backbone as cond."""
 
     def condition(self, x0: torch.Tensor, generator: torch.Generator, start: int, batch_size: int) -> torch.Tensor:
         """cond (b, ...) of examples x0 (b, ...), rows [start, start + b) of a micro-batch of batch_size; randomness
@@ -52,7 +52,7 @@ class ConditionedData(Protocol):
 @runtime_checkable
 class PairedData(Protocol):
     """Training data that draws each example together with its conditioning input (e.g. frame interpolation: a
-    middle frame and the two frames around it, plume.data.interpolation): the trainer passes the pair's cond to the
+    middle frame and the two frames around it, plume.images.interpolation_data): the trainer passes the pair's cond to the
     backbone, so x0 and cond of a row always come from one draw."""
 
     def batch_with_condition(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

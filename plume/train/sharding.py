@@ -29,6 +29,11 @@ def shard_backbone(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
+def is_sharded(module: nn.Module) -> bool:
+    """Whether `module`'s weights are sharded (FSDP2 DTensors)."""
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
 def full_tensor(value: Any) -> Any:
     """The whole tensor behind a DTensor (a collective: every rank must call it); anything else as it is."""
     return value.full_tensor() if isinstance(value, DTensor) else value
