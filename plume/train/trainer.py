@@ -4,7 +4,7 @@ clipping and accumulation, EMA, mixed precision on CUDA (bf16, or fp16 with loss
 atomic checkpoints (periodic, at the end, and on Ctrl-C / SIGTERM), exact resume, a progress bar, a loss log,
 TensorBoard scalars and pictures (previews and one at the end).
 
-The loop reads straight through over a `Run`, the run's pieces built once by `open_run` (out folder, options,
+The loop reads straight through over a `TrainingState`, the run's pieces built once by `open_run` (out folder, options,
 trainable, data, place among the ranks, optimizer, scaler, EMAs, config.json record, log), and a `Tally`, its
 counters; `snapshot`, `save` and `write_picture` are the plain functions it calls on them.
 
@@ -71,7 +71,7 @@ class TrainResult:
 
 
 @dataclass
-class Run:
+class TrainingState:
     """A training run's pieces, built once by open_run; the loop reads them, only rank 0 has a log."""
 
     out: Path
@@ -157,7 +157,7 @@ def train(model: Union[Denoiser, Trainable], data: Any, out: Union[str, os.PathL
 
 
 def open_run(model: Union[Denoiser, Trainable], data: TrainingData, out: Path, config: TrainConfig,
-             resume: bool) -> Run:
+             resume: bool) -> TrainingState:
     """Every piece of a run, on this rank's device: the trainable (sharded under FSDP, DDP-wrapped under DDP),
     optimizer, scaler, EMAs and log, with the checkpoint in `out` loaded when resuming."""
     trainable = as_trainable(model)
@@ -200,7 +200,7 @@ def open_run(model: Union[Denoiser, Trainable], data: TrainingData, out: Path, c
     columns = (*COLUMNS[:2], *trainable.columns, *COLUMNS[2:])  # step, loss, the trainable's terms, lr, ...
     log = RunLog(out, start, config.tensorboard, columns) if place.is_main else None
     trainable.train()
-    return Run(out, config, model, trainable, data, place, sharded, loss_module, optimizer, scaler, ema, profiles,
+    return TrainingState(out, config, model, trainable, data, place, sharded, loss_module, optimizer, scaler, ema, profiles,
                record, start, log)
 
 
@@ -209,7 +209,7 @@ def any_rank(place: Distributed, flag: bool) -> bool:
     return bool(place.sum(torch.tensor(float(flag))) > 0) if place.active else flag
 
 
-def count(run: Run, tally: Tally, result: StepResult, say: Callable[[str], None]) -> None:
+def count(run: TrainingState, tally: Tally, result: StepResult, say: Callable[[str], None]) -> None:
     """Keep an optimizer step's loss terms for the next log line, or count it as skipped, and stop a run that has
     skipped MAX_SKIPPED_IN_A_ROW steps in a row."""
     if not result.skipped:
@@ -227,7 +227,7 @@ def count(run: Run, tally: Tally, result: StepResult, say: Callable[[str], None]
                          f"{run.out / CHECKPOINT} is from before")
 
 
-def log_means(run: Run, tally: Tally, result: StepResult, bar: Any) -> None:
+def log_means(run: TrainingState, tally: Tally, result: StepResult, bar: Any) -> None:
     """The loss terms' means since the last log line to loss.csv, TensorBoard and the progress bar; with a time
     budget, the bar's end (and ETA) moves to where the budget runs out."""
     config, step, done = run.config, tally.step, tally.values
@@ -247,7 +247,7 @@ def log_means(run: Run, tally: Tally, result: StepResult, bar: Any) -> None:
         bar.refresh()
 
 
-def snapshot(run: Run, at: int) -> None:
+def snapshot(run: TrainingState, at: int) -> None:
     """Write every power-function EMA's snapshot after `at` steps (gathered from the ranks under FSDP)."""
     for profile in run.profiles:
         state = full_state(profile.state_dict()) if run.sharded else profile.state_dict()
@@ -255,7 +255,7 @@ def snapshot(run: Run, at: int) -> None:
             write_snapshot(run.out, state, profile.sigma_rel, at)
 
 
-def save(run: Run, at: int) -> None:
+def save(run: TrainingState, at: int) -> None:
     """The checkpoint after `at` steps, through the trainable's save (rank 0 writes; under FSDP every rank gathers
     the full tensors first), with the power EMAs' snapshots a resume from it needs."""
     if at > 0 and at % run.config.ema_snapshot_every:  # a resume needs the power EMAs at the checkpoint's step
@@ -269,7 +269,7 @@ def save(run: Run, at: int) -> None:
     run.place.barrier()
 
 
-def write_picture(run: Run, step: int, path: Optional[Path]) -> None:
+def write_picture(run: TrainingState, step: int, path: Optional[Path]) -> None:
     """The trainable's picture from the EMA weights, written by rank 0 to `path` (and TensorBoard); under FSDP every
     rank gathers the EMA's full tensors first."""
     averaged = full_state(run.ema.state_dict()) if run.sharded else run.ema.state_dict()
@@ -277,7 +277,7 @@ def write_picture(run: Run, step: int, path: Optional[Path]) -> None:
         run.log.picture(step, run.trainable.picture(averaged, run.data, run.config, step), path)
 
 
-def finish(run: Run, tally: Tally) -> TrainResult:
+def finish(run: TrainingState, tally: Tally) -> TrainResult:
     """Save the checkpoint at the last step (unless resumed with nothing to do), write the picture, close the log."""
     if tally.step > run.start or not has_checkpoint(run.out):
         save(run, tally.step)
@@ -304,5 +304,5 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 __all__ = ["LR_SCHEDULES", "MAX_SKIPPED_IN_A_ROW", "PARALLEL", "PRECISIONS", "RESUMABLE_CHANGES", "DenoisingLoss",
-           "Run", "StepResult", "Tally", "TrainConfig", "TrainResult", "TrainingInterrupted", "learning_rate",
+           "TrainingState", "StepResult", "Tally", "TrainConfig", "TrainResult", "TrainingInterrupted", "learning_rate",
            "open_run", "preview", "train", "train_config", "train_step"]
