@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import time
 from typing import Any, Iterable, Optional
 
 from tqdm.auto import tqdm
@@ -14,15 +15,25 @@ _CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")  # cursor moves and carriage 
 
 
 class PlainLines(io.TextIOBase):
-    """A text stream that writes each of tqdm's redraws as one plain line of `stream`."""
+    """A text stream that writes tqdm's redraws as plain lines of `stream`: the first, then at most one every
+    `interval` seconds (a redraw forced sooner, e.g. by refresh(), waits), and the last when the bar closes."""
 
-    def __init__(self, stream: Any):
-        self.stream = stream
+    def __init__(self, stream: Any, interval: float = PLAIN_INTERVAL):
+        self.stream, self.interval = stream, float(interval)
+        self.last: Optional[float] = None  # when a line was last written
+        self.pending = ""  # the newest redraw not written yet
 
     def write(self, text: str) -> int:
         line = _CONTROL.sub("", text).strip()
-        if line:
+        now = time.monotonic()
+        if line and (self.last is None or now - self.last >= self.interval):
             self.stream.write(line + "\n")
+            self.last, self.pending = now, ""
+        elif line:
+            self.pending = line
+        elif text.endswith("\n") and self.pending:  # the bar closes: its final state
+            self.stream.write(self.pending + "\n")
+            self.pending = ""
         return len(text)
 
     def flush(self) -> None:

@@ -45,3 +45,18 @@ def test_plain_lines_drop_cursor_moves_and_empty_redraws():
     lines.write("\r")
     lines.write("\n")
     assert out.getvalue() == "train:  50%|#####     | 5/10\n"
+
+
+def test_forced_redraws_wait_for_the_interval_and_the_last_one_is_written(monkeypatch):
+    """The trainer refreshes its bar at every log row (its end moves with a time budget): off a terminal those
+    redraws make no more lines than the interval allows, and the bar's final state is written when it closes."""
+    log = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stderr", log)
+    bar = progress_bar(total=1000, desc="train")
+    for step in range(1000):
+        bar.update(1)
+        if step % 25 == 0:
+            bar.refresh()
+    bar.close()
+    lines = log.getvalue().strip().split("\n")
+    assert len(lines) == 2 and lines[0].startswith("train:   0%") and "1000/1000" in lines[-1]
