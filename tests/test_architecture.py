@@ -225,3 +225,18 @@ def test_a_new_data_type_trains_samples_and_evaluates_through_the_unchanged_cli(
     assert json.loads((out / "checkpoint" / "config.json").read_text())["step"] == 40
     # and "cubes:" names it even where another data type would claim the string first
     run("train", "--data", "cubes:cubes", "--out", tmp_path / "again", "--steps", 5, "--quiet")
+
+
+def test_a_data_type_refuses_options_it_does_not_take_by_name():
+    from plume.errors import PlumeError
+    from plume.modality import modality_for_source
+
+    images, source = modality_for_source("digits")
+    with pytest.raises(PlumeError, match="'digits' is images data; the option 'column_types' does not apply"):
+        images.training_data(source, DataRequest(options={"column_types": "age=int"}))
+    points, source = modality_for_source("points:moons")
+    assert points.name == "points" and source == "moons"
+    with pytest.raises(PlumeError, match="'moons' is points data; the option 'image_size' does not apply"):
+        points.training_data(source, DataRequest(options={"image_size": 32}))
+    with pytest.raises(PlumeError, match="no data named 'nowhere'"):
+        modality_for_source("nowhere")

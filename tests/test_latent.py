@@ -251,11 +251,11 @@ def test_bad_input_messages(tmp_path, shapes16):
     assert result.exit_code == 1 and "got 3x18x18" in result.output
 
 
-def test_the_autoencoder_trains_through_the_one_trainer(shapes16, tmp_path, monkeypatch):
+def test_the_autoencoder_trains_through_the_one_trainer(shapes16, tmp_path, monkeypatch, watch_steps):
     """AutoencoderLoss is a plume.train Trainable and train_autoencoder runs plume.train.train: the trainer's own
     pieces apply to it. A non-finite step is skipped (weights unchanged), counted and logged in loss.csv; loss.csv
     has the trainer's columns with mse and kl beside the loss."""
-    from plume.train import Trainable, trainer as trainer_module
+    from plume.train import Trainable
     from plume.images.latent.training import AutoencoderLoss
 
     config = AutoencoderConfig(steps=6, batch_size=4, log_every=3, warmup_steps=2)
@@ -266,17 +266,8 @@ def test_the_autoencoder_trains_through_the_one_trainer(shapes16, tmp_path, monk
         terms, calls["n"] = real_loss(self, *args, **kwargs), calls["n"] + 1
         return {**terms, "loss": terms["loss"] * float("nan")} if calls["n"] - 1 in (1, 4) else terms
 
-    seen = {}
-    real_step = trainer_module.train_step
-
-    def watch(model, *args):
-        before = [p.detach().clone() for p in model.network.parameters()]
-        result = real_step(model, *args)
-        seen[args[3]] = (result.skipped, all(torch.equal(a, p) for a, p in zip(before, model.network.parameters())))
-        return result
-
     monkeypatch.setattr(KLAutoencoder, "loss", loss_nan_at_steps_1_and_4)
-    monkeypatch.setattr(trainer_module, "train_step", watch)
+    seen = watch_steps(lambda model: model.network.parameters())
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="2 of 6 steps were skipped"):
         result = train_autoencoder(KLAutoencoder(**SMALL), shapes16, tmp_path / "ae", config, progress=False)

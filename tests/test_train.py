@@ -161,7 +161,7 @@ def test_conditional_training_with_labels(tmp_path):
     assert out.shape == (3, 2)
 
 
-def test_a_non_finite_loss_skips_the_update_is_counted_and_reported(tmp_path, monkeypatch):
+def test_a_non_finite_loss_skips_the_update_is_counted_and_reported(tmp_path, monkeypatch, watch_steps):
     data = toy_data("moons", 2000, seed=0)
     real_loss = Denoiser.loss
     bad_steps = {3, 7}
@@ -173,16 +173,7 @@ def test_a_non_finite_loss_skips_the_update_is_counted_and_reported(tmp_path, mo
         return value * float("nan") if step in bad_steps else value
 
     monkeypatch.setattr(Denoiser, "loss", loss_with_bad_steps)
-    seen = {}
-    real_step = trainer_module.train_step
-
-    def watch(denoiser, *args):
-        before = [p.detach().clone() for p in denoiser.backbone.parameters()]
-        result = real_step(denoiser, *args)
-        seen[args[3]] = (result.skipped, all(torch.equal(a, p) for a, p in zip(before, denoiser.backbone.parameters())))
-        return result
-
-    monkeypatch.setattr(trainer_module, "train_step", watch)
+    seen = watch_steps(lambda denoiser: denoiser.backbone.parameters())
     with pytest.warns(UserWarning, match="2 of 12 steps were skipped"):
         result = train(small_denoiser(0, **KINDS), data, tmp_path / "run", TrainConfig(steps=12, **OPTIONS),
                        progress=False)

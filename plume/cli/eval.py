@@ -20,11 +20,9 @@ from ..samplers import SAMPLERS
 from ..train import read_config
 from .common import PlumeCommand, device_named, number_list, parse_seeds, set_threads
 
-DEFAULT_GUIDANCE = 1.5  # shown in --guidance's help; plume.images.evaluate.DEFAULT_GUIDANCE is the one used
 PARSED = {"seeds": parse_seeds,  # options parsed here before they are passed on
           "guidance_sweep": lambda text: number_list(text, float, "--guidance-sweep", 0, "numbers (e.g. 0,1,1.5,2,3,4)",
                                                      "scale")}
-LOCAL = ("target", "out", "device", "threads", "sweep_samplers", "sweep_nfe", "network_name", "weak_run")
 
 
 @click.command("eval", cls=PlumeCommand)
@@ -49,8 +47,9 @@ LOCAL = ("target", "out", "device", "threads", "sweep_samplers", "sweep_nfe", "n
 @click.option("--sweep", is_flag=True, help="Also FID at several samplers and NFE, plotted against NFE (a run only).")
 @click.option("--sweep-samplers", default="dpm++2m,dpm++3m,heun,euler", show_default=True)
 @click.option("--sweep-nfe", default="5,10,20,50", show_default=True, help="Model evaluations per sample.")
-@click.option("--guidance", type=click.FloatRange(min=0), help="A conditional run's guidance scale (default "
-              f"{DEFAULT_GUIDANCE:g}; 1: the conditional model alone, 0: unconditional).")
+@click.option("--guidance", type=click.FloatRange(min=0), help="A conditional run's guidance scale (default: the "
+              "data type's; images 1.5, where 99.8% of digits come out as asked; 1: the conditional model alone, 0: "
+              "unconditional).")
 @click.option("--guidance-sweep", help="Also class accuracy and FID at each of these guidance scales, e.g. "
               "0,1,1.5,2,3,4, plotted against the scale (a conditional run).")
 @click.option("--autoguidance", "weak_run", type=click.Path(exists=True, file_okay=False, path_type=Path),

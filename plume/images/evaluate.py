@@ -12,6 +12,7 @@ and measured against its images.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -111,8 +112,6 @@ def _check(run: Any, o: dict[str, Any]) -> None:
 
 
 def _inception_weights() -> bool:
-    import os
-
     return bool(os.environ.get("PLUME_INCEPTION"))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import PlumeError
-from ..modality import DataRequest, Decoder, Modality, RecipeChoices, apply_choices
+from ..modality import DataRequest, Decoder, Modality, RecipeChoices, apply_choices, refuse_options
 from ..train.data import TrainingData
 from .grid import save_image_grid, save_trajectory_strip
 from .interpolation_data import interpolation_data_from_info
@@ -63,9 +63,7 @@ class Images(Modality):
         return info.get("modality") == self.name or info.get("kind") in FROM_INFO or len(info.get("shape", [])) == 3
 
     def training_data(self, source: Any, request: DataRequest) -> TrainingData:
-        unknown = sorted(set(request.options) - set(self.data_options))
-        if unknown:
-            raise PlumeError(f"image data has no option {unknown[0]!r}; its options: {', '.join(self.data_options)}")
+        refuse_options(self, request.options, f"{source!r}")
         return stage_data(str(source), request)
 
     def data_from_info(self, info: dict[str, Any], source: str = "config.json") -> TrainingData:
