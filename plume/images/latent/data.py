@@ -56,7 +56,8 @@ class LatentData(TensorData):
                 "images": {**images, "shape": list(self.images.shape)}}
 
     def decode(self, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] from scaled latents z (B, z, h, w) on any device; on the CPU."""
+        """Images (B, C, H, W), about [-1, 1] (the decoder does not clamp), from scaled latents z (B, z, h, w) on any
+        device; on the CPU."""
         return decode_latents(self.autoencoder, z, batch_size)
 
     def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
