@@ -16,7 +16,7 @@ from plume.images.cascade import check_chain, sample_cascade, stage_seed, super_
 from plume.cli import main
 from plume.images import load_image_data
 from plume.images.super_resolution_data import SuperResolutionData
-from plume.train import TrainConfig, load_denoiser, read_config, train, train_step
+from plume.train import TrainConfig, load_checkpoint, load_denoiser, read_config, train, train_step
 from plume.train.optimizer import adamw
 
 INNER = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [], "norm_groups": 8, "head_channels": 16,
@@ -251,9 +251,28 @@ def test_cli_stage_with_a_given_sigma_data_scales_its_levels_to_it(tmp_path):
 
 
 def test_cli_resumes_a_super_resolution_run(cli_runs, tmp_path):
-    shutil.copytree(cli_runs / "sr", tmp_path / "sr")
-    run("train", "--out", tmp_path / "sr", "--resume", "--steps", 3, "--quiet")
-    assert read_config(tmp_path / "sr")["step"] == 3
+    """2 steps, then --resume to 4, ends bit for bit where 4 steps straight end: model, EMA and optimizer state, and
+    the loss log (each step's batch, levels, noise and conditioning augmentation are functions of (seed, step))."""
+    shutil.copytree(cli_runs / "sr", tmp_path / "sr")  # FAST: --steps 2 --threads 1
+    before = torch.get_num_threads()
+    run("train", "--out", tmp_path / "sr", "--resume", "--steps", 4, "--threads", 1, "--quiet", "--log-every", 2)
+    run("train", "--data", "shapes", "--image-size", 16, "--super-resolution", 8, "--augment-max", 0.3,
+        "--out", tmp_path / "straight", *FAST, "--steps", 4, "--log-every", 2)
+    torch.set_num_threads(before)
+    assert read_config(tmp_path / "sr")["step"] == 4
+    resumed, straight = load_checkpoint(tmp_path / "sr"), load_checkpoint(tmp_path / "straight")
+    assert resumed.step == straight.step == 4
+    for part in ("model", "ema"):
+        a, b = getattr(straight, part), getattr(resumed, part)
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), f"{part} differs after resume"
+    assert straight.optimizer["state"].keys() == resumed.optimizer["state"].keys()
+    for index, state in straight.optimizer["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(resumed.optimizer["state"][index][name]), torch.as_tensor(value)), \
+                (index, name)
+    logged = [[row.split(",")[:4] for row in (tmp_path / name / "loss.csv").read_text().splitlines()]
+              for name in ("sr", "straight")]  # step, loss, lr, grad_norm (not the wall-clock columns)
+    assert logged[0] == logged[1] and [row[0] for row in logged[0][1:]] == ["2", "4"]
 
 
 def test_cli_errors_name_the_sizes_and_the_fix(cli_runs, tmp_path):

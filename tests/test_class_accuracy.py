@@ -16,8 +16,11 @@ from plume.images.evaluation.class_accuracy import (accuracy_from_predictions, b
 from plume.images.evaluation.features import feature_network
 from plume.train import load_denoiser
 
+# lr 0.01 without warm-up: 3 steps move the zero-initialised output layer far enough that labels and guidance change
+# the samples by many uint8 levels, so comparisons of samples can tell a label or a scale that is ignored.
 TINY = ["--backbone-option", "channels=[8,16]", "--backbone-option", "norm_groups=4", "--backbone-option",
-        "head_channels=8", "--steps", "3", "--batch-size", "16", "--sample-count", "4", "--quiet"]
+        "head_channels=8", "--steps", "3", "--batch-size", "16", "--sample-count", "4", "--quiet", "--lr", "0.01",
+        "--warmup-steps", "0"]
 
 
 def run(*args, code: int = 0) -> str:
@@ -42,6 +45,27 @@ def conditional_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cond") / "run"
     run("train", "--data", "digits", "--conditional", "--holdout", "0.05", "--out", out, *TINY)
     return out
+
+
+@pytest.fixture(scope="module")
+def weak_run(tmp_path_factory):
+    """A weaker run of the same data and conditioning: the conditional run's recipe trained 1 step instead of 3."""
+    out = tmp_path_factory.mktemp("weak") / "run"
+    run("train", "--data", "digits", "--conditional", "--holdout", "0.05", "--out", out, *TINY, "--steps", "1")
+    return out
+
+
+def to_pixels(x: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), round((x + 1) * 127.5): the .npz convention, by hand."""
+    return np.round((x.clamp(-1, 1).numpy() + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def sampled_by_hand(fn, denoiser, seeds, sampler="euler", steps=2) -> np.ndarray:
+    """uint8 samples of the seeds drawn by plume.sample from a model function fn(x_t, t) -> x0_hat written here."""
+    with torch.no_grad():
+        x = plume.sample(fn, denoiser.process, (len(seeds), 1, 8, 8), sampler=sampler, steps=steps, seeds=seeds,
+                         prediction="x0")
+    return to_pixels(x)
 
 
 class ByFirstPixel:
@@ -113,9 +137,27 @@ def test_eval_of_a_conditional_run_reports_class_accuracy_and_the_sweep(conditio
     points = report["guidance_sweep"]["points"]
     assert [p["guidance"] for p in points] == [0, 3] and points[1]["accuracy"] == accuracy["overall"]  # reused
     assert "class accuracy" in output and "held-out" in output and "guidance sweep: s=0" in output
+    # The same figures from class_accuracy on samples drawn here: seeds 0..19, sample k asking for class k mod 10,
+    # classifier-free guidance written by hand (Ho & Salimans 2022: D(null) + s (D(c) - D(null)), null = class 10),
+    # judged by the same judge (the classifier plume eval trains on the run's training images, seed 0, 20 steps as
+    # the fixture sets).
+    from plume.images.evaluation.classifier import train_classifier
+    loaded = plume.load(conditional_run)
+    data = loaded.modality.data_from_info(loaded.info)
+    judge = train_classifier(data.train_pixels, data.train_labels, seed=0, steps=20)
+    model, asked, null = loaded.denoiser, torch.tensor([k % 10 for k in range(20)]), torch.full((20,), 10)
+
+    def judged(scale):
+        guided = lambda x, t: model(x, t, null) + scale * (model(x, t, asked) - model(x, t, null))  # noqa: E731
+        return class_accuracy(sampled_by_hand(guided, model, list(range(20))), asked.tolist(), judge)
+
+    at_3, at_0 = judged(3.0), judged(0.0)
+    assert accuracy["overall"] == at_3.overall and accuracy["confusion"] == at_3.confusion.tolist()
+    assert points[0]["accuracy"] == at_0.overall
+    assert points[0]["per_class"] == {str(k): v for k, v in at_0.per_class.items()}
 
 
-def test_autoguidance_from_the_command_line(conditional_run, tmp_path):
+def test_autoguidance_from_the_command_line(conditional_run, weak_run, tmp_path):
     # A run guided by itself is the conditional model: D_weak + s (D - D_weak) = D at any scale.
     common = ["--n", "6", "--labels", "0-9", "--steps", "2", "--sampler", "euler", "--no-evaluate"]
     run("sample", conditional_run, *common, "--out", tmp_path / "plain.npz")
@@ -123,6 +165,24 @@ def test_autoguidance_from_the_command_line(conditional_run, tmp_path):
         "--out", tmp_path / "auto.npz")
     plain, auto = np.load(tmp_path / "plain.npz")["arr_0"], np.load(tmp_path / "auto.npz")["arr_0"]
     assert plain.shape == (6, 8, 8, 1) and np.abs(plain.astype(int) - auto).max() <= 1  # uint8 rounding
+    # Guided by a different, weaker run (1 training step instead of 3): Karras et al. 2024, eq. 2,
+    # D_w(x, t, c) = D_weak(x, t, c) + w (D_main(x, t, c) - D_weak(x, t, c)), written here from the two loaded
+    # denoisers (their EMA weights, as plume sample loads) and sampled on the same seeds with plume.sample.
+    run("sample", conditional_run, *common, "--autoguidance", weak_run, "--guidance", "3",
+        "--out", tmp_path / "weak.npz")
+    guided = np.load(tmp_path / "weak.npz")["arr_0"].astype(int)
+    main_model, weak_model = load_denoiser(conditional_run), load_denoiser(weak_run)
+    labels = torch.tensor([k % 10 for k in range(6)])  # --labels 0-9: sample k asks for class k mod 10
+
+    def by_formula(x, t):
+        d_main, d_weak = main_model(x, t, labels), weak_model(x, t, labels)
+        return d_weak + 3.0 * (d_main - d_weak)
+
+    expected = sampled_by_hand(by_formula, main_model, list(range(6))).astype(int)
+    assert np.abs(guided - expected).max() <= 1  # uint8 rounding
+    conditional = sampled_by_hand(lambda x, t: main_model(x, t, labels), main_model, list(range(6))).astype(int)
+    assert np.abs(plain - conditional).max() <= 1, "unguided: the conditional model alone"
+    assert np.abs(guided - plain).max() > 20, "the weaker run's guidance changes the samples (not ignored)"
 
 
 def test_class_accuracy_of_an_unconditional_run_or_a_samples_file_is_refused(conditional_run, tmp_path):

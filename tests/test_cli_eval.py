@@ -111,17 +111,48 @@ def test_holdout_images_are_never_trained_on_and_serve_nll(tmp_path):
     data = modality_of(info).data_from_info(info)
     assert len(data.held_out) == 180 and len(data) == 1797 - 180 and data.info()["holdout"] == 0.1
     rows = lambda x: {bytes(r) for r in x.reshape(len(x), -1)}  # noqa: E731
-    assert len(data) == len(data.train_pixels) and not rows(data.held_out) - rows(load_image_data("digits").images.pixels)
+    everything = load_image_data("digits").images.pixels  # (1797, 8, 8, 1), no two alike
+    assert len(rows(everything)) == len(everything)
+    assert len(data) == len(data.train_pixels) and not rows(data.held_out) - rows(everything)
+    # A partition: no held-out image is a training image, and together they are the whole set, each once.
+    held, trained = rows(data.held_out), rows(data.train_pixels)
+    assert len(held) == 180 and len(trained) == 1797 - 180
+    assert not held & trained, f"{len(held & trained)} held-out images are also training images"
+    assert held | trained == rows(everything), f"{len(rows(everything) - held - trained)} images are in neither part"
+    # What the trainer draws from (every index of its batches) is the training part, never a held-out image.
+    seen = data.batch(torch.arange(len(data)), torch.Generator())  # (1617, 1, 8, 8) in [-1, 1]
+    seen = np.round((seen.numpy() + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)  # the uint8 pixels back
+    assert not rows(seen) & held, f"the trainer's data hold {len(rows(seen) & held)} held-out images"
+    assert rows(seen) == trained
     output = run("eval", out, "--n", "20", "--steps", "3", "--nll", "--nll-limit", "4")
     report = json.loads((out / "eval.json").read_text())
     assert report["nll"]["data"] == "the run's held-out images" and report["n_reference"] == 1797 - 180
     assert report["nll"]["n_images"] == 4 and "bits/dim" in output
 
 
-def test_a_ddpm_run_also_reports_its_elbo(tmp_path):
+def test_a_ddpm_run_also_reports_its_elbo(tmp_path, monkeypatch):
+    from plume.images import evaluate as image_evaluation
+    from plume.images.evaluation.features import feature_network
+    # The classifier's quality is not under test here: 20 steps instead of 400 pay for recomputing the ELBO below.
+    monkeypatch.setattr(image_evaluation, "feature_network",
+                        lambda *a, **k: feature_network(*a, **{**k, "classifier_steps": 20}))
     out = tmp_path / "run"
     run("train", "--data", "digits", "--holdout", "0.05", "--process", "ddpm", "--prediction", "eps",
         "--weighting", "simple", "--time-sampling", "uniform", "--out", out, *TINY)
     output = run("eval", out, "--n", "10", "--steps", "3", "--sampler", "ddim", "--nll", "--nll-limit", "3")
-    elbo = json.loads((out / "eval.json").read_text())["nll"]["elbo"]
+    nll = json.loads((out / "eval.json").read_text())["nll"]
+    elbo = nll["elbo"]
     assert elbo["n_images"] == 3 and elbo["bits_per_dim"] > 0 and "DDPM ELBO bound" in output
+    # The same figures from the Python functions on the same images (the run's first 3 held-out digits), the same
+    # model (the EMA weights plume eval loads) and the same seed (plume eval's --seed, 0).
+    from plume.images.evaluation.bits_per_dim import image_bits_per_dim, image_elbo_bits_per_dim
+    from plume.modality import modality_of
+    from plume.train import load_denoiser, read_config
+    info = read_config(out)["data"]
+    held_out = modality_of(info).data_from_info(info).held_out[:3]  # (3, 8, 8, 1) uint8
+    model = load_denoiser(out)
+    expected = image_elbo_bits_per_dim(model, held_out, seed=0)
+    assert elbo["bits_per_dim"] == pytest.approx(expected["bits_per_dim"], rel=1e-6, abs=0)
+    assert elbo["standard_error"] == pytest.approx(expected["standard_error"], rel=1e-5, abs=0)
+    ode = image_bits_per_dim(model, held_out, probes=1, seed=0)
+    assert nll["bits_per_dim"] == pytest.approx(ode["bits_per_dim"], rel=1e-6, abs=0) and nll["n_images"] == 3

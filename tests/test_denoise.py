@@ -182,6 +182,36 @@ def test_cli_denoises_a_larger_rgb_image_in_tiles(tiny_run, tmp_path):
     assert "estimated" not in result.output and "reverse" in result.output
 
 
+def test_cli_writes_what_the_python_function_gives(tiny_run, tmp_path):
+    """`plume denoise` on a gray 20x13 image (tiles of the run's 8x8) against plume.images.tasks.denoise.denoise on the
+    same pixels, level (sigma 20 of 255 is 20 / 127.5 in the [-1, 1] scale), method, sampler, steps, seed and tiles."""
+    noisy = np.clip(128 + np.random.default_rng(8).normal(0, 25, (20, 13)), 0, 255).astype(np.uint8)  # (H, W)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    y = torch.from_numpy(noisy.astype(np.float32) / 127.5 - 1)[None, None]  # (1, 1, 20, 13) in [-1, 1]
+    model = plume.load(tiny_run).denoiser  # the EMA weights, as plume denoise loads
+
+    def cli(*flags):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*.png')))}.png"
+        result = CliRunner().invoke(denoise_command, [str(tiny_run), "--image", str(tmp_path / "noisy.png"), "--out",
+                                                      str(out), "--sigma", "20", *map(str, flags)])
+        assert result.exit_code == 0, result.output
+        return np.asarray(Image.open(out)).astype(int)  # (20, 13)
+
+    def python(level=20 / 127.5, method="posterior-mean", seed=0, overlap=None, **options):
+        with torch.no_grad():
+            x = denoise(model, model.process, y, level, method, seeds=[seed], tile=8, overlap=overlap, **options)
+        return np.round((x.clamp(-1, 1)[0, 0].numpy() + 1) * 127.5).astype(int)  # (20, 13), the PNG's pixels
+
+    mean = cli()
+    assert mean.shape == (20, 13) and np.abs(mean - python()).max() <= 1  # uint8 rounding
+    assert np.abs(mean - python(level=40 / 127.5)).max() > 5, "the level decides the result"
+    drawn = cli("--method", "reverse", "--sampler", "euler-maruyama", "--steps", 2, "--seed", 5)
+    reverse_options = dict(method="reverse", sampler="euler-maruyama", steps=2)
+    assert np.abs(drawn - python(seed=5, **reverse_options)).max() <= 1
+    assert np.abs(drawn - python(seed=6, **reverse_options)).max() > 20, "the seed decides the draw"
+    assert np.abs(drawn - python(seed=5, overlap=2, **reverse_options)).max() > 20, "so do the tiles (seed + k each)"
+
+
 def test_cli_names_an_unreadable_file(tiny_run, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")

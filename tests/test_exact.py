@@ -25,10 +25,12 @@ def distribution_errors(x: torch.Tensor, reference: torch.Tensor = EXACT) -> tup
     return gap, tv
 
 
-def sampled_errors(process_name: str, sampler: str, steps: int, n: int, seed: int) -> tuple[float, float]:
-    """distribution_errors of n samples drawn with the mixture's exact denoiser on the log-SNR grid."""
+def sampled_errors(process_name: str, sampler: str, steps: int, n: int, seed: int,
+                   model: GaussianMixture = MIXTURE) -> tuple[float, float]:
+    """distribution_errors of n samples drawn with `model`'s exact denoiser (default: the mixture's own) on the
+    log-SNR grid."""
     process = plume.process(process_name)
-    x = plume.sample(MIXTURE.denoiser(process), process, (n, 2), sampler=sampler, steps=steps, grid="logsnr", seed=seed)
+    x = plume.sample(model.denoiser(process), process, (n, 2), sampler=sampler, steps=steps, grid="logsnr", seed=seed)
     return distribution_errors(x)
 
 
@@ -55,6 +57,25 @@ STOCHASTIC = {"ddpm": 100, "euler-maruyama": 100, "pc": 100}
 def test_stochastic_samplers_land_on_the_mixture(process_name, sampler):
     gap, tv = sampled_errors(process_name, sampler, STOCHASTIC[sampler], n=1000, seed=20)
     assert gap < 0.2 and tv < 0.07, (gap, tv)
+
+
+WRONG = {  # exact denoisers of other mixtures: what a sampler driven by them must be caught drawing from
+    "wider-modes": (ring_mixture(8, 2.0, 0.4), "gap"),  # std 0.4, not 0.3
+    "wrong-weights": (GaussianMixture(torch.tensor([2.0] * 4 + [1.0] * 4), MIXTURE.means, MIXTURE.stds),
+                      "tv"),  # half the modes twice as likely
+}
+
+
+@pytest.mark.parametrize("wrong", list(WRONG))
+def test_the_stochastic_bound_catches_a_wrong_denoiser(wrong):
+    """The bound of test_stochastic_samplers_land_on_the_mixture can fail: the same sampler, process, steps, sample
+    count and seed as its ddpm-vp case (which passes), driven by another mixture's exact denoiser, lands outside it;
+    each of its two figures on its own (wider modes move the mean log-density, not the mode weights; wrong weights
+    the reverse)."""
+    model, figure = WRONG[wrong]
+    gap, tv = sampled_errors("vp", "ddpm", STOCHASTIC["ddpm"], n=1000, seed=20, model=model)
+    assert not (gap < 0.2 and tv < 0.07), (gap, tv)
+    assert (gap >= 0.4) if figure == "gap" else (tv >= 0.12 and gap < 0.2), (gap, tv)
 
 
 def test_a_wrong_denoiser_is_caught():

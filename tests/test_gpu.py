@@ -1,5 +1,7 @@
 """The GPU path: training under bf16 / fp16 autocast on CUDA with the U-Net and the DiT, and attention that runs
 on the fused scaled-dot-product kernels (not the math fallback). Skipped where there is no CUDA device."""
+import math
+
 import pytest
 import torch
 
@@ -24,7 +26,7 @@ def test_mixed_precision_training_on_cuda(tmp_path, name, precision):
     config = TrainConfig(steps=20, batch_size=32, lr=1e-3, precision=precision, sample_count=4, sample_steps=4,
                          checkpoint_every=10)
     result = train(den, data, tmp_path / "run", config, progress=False)
-    assert result.step == 20 and result.last_loss == result.last_loss  # finite (not NaN)
+    assert result.step == 20 and math.isfinite(result.last_loss), result.last_loss  # neither NaN nor inf
     ck = load_checkpoint(tmp_path / "run")
     assert all(torch.isfinite(v).all() for v in ck.model.values())
     assert all(v.dtype == torch.float32 for v in ck.model.values() if v.is_floating_point())  # master weights stay fp32
@@ -49,7 +51,12 @@ def test_attention_runs_on_fused_kernels_under_bf16(name):
                                                                     SDPBackend.EFFICIENT_ATTENTION]):
         fused = net(x, level)  # raises if only the math kernel could run
     assert torch.isfinite(fused).all()
-    assert torch.allclose(fused.float(), reference, atol=5e-2, rtol=5e-2)
+    # bf16 keeps 8 significant bits (unit roundoff 2^-8, about 0.4%), so the error scales with the output: under CPU
+    # bf16 autocast these nets are off by about 1% of the output's RMS and of its largest entry. The bounds are 3 and
+    # 5 times that, relative to the output's norm and largest entry (whatever its size and magnitude).
+    error, reference = (fused.float() - reference).detach(), reference.detach()  # (4, 3, 16, 16) each
+    assert float(error.norm() / reference.norm()) < 3e-2, float(error.norm() / reference.norm())
+    assert float(error.abs().max()) < 5e-2 * float(reference.abs().max()), (error.abs().max(), reference.abs().max())
 
 
 @cuda

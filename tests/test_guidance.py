@@ -70,6 +70,7 @@ def test_cli_conditional_training_and_guided_sampling(tmp_path):
     from click.testing import CliRunner
 
     from plume.cli import main
+    from plume.train import load_denoiser
 
     def run(*args, code=0):
         result = CliRunner().invoke(main, [str(a) for a in args])
@@ -77,13 +78,46 @@ def test_cli_conditional_training_and_guided_sampling(tmp_path):
         return result.output
 
     out = tmp_path / "run"
+    # lr 0.01 without warm-up: 3 steps are enough for labels to change samples by many uint8 levels.
     run("train", "--data", "digits", "--conditional", "--out", out, "--backbone-option", "channels=[8,16]",
         "--backbone-option", "norm_groups=4", "--backbone-option", "head_channels=8", "--steps", "3",
-        "--batch-size", "16", "--sample-count", "4", "--quiet")
+        "--batch-size", "16", "--sample-count", "4", "--quiet", "--lr", "0.01", "--warmup-steps", "0")
     assert json.loads((out / "checkpoint" / "config.json").read_text())["training"]["label_dropout"] == 0.1
-    run("sample", out, "--n", "6", "--labels", "3,7", "--guidance", "2.5", "--steps", "3", "--no-evaluate",
-        "--out", tmp_path / "s.npz")
-    assert np.load(tmp_path / "s.npz")["arr_0"].shape == (6, 8, 8, 1)
+    common = ["--n", "6", "--steps", "3", "--no-evaluate"]  # plume sample's default sampler, dpm++2m
+
+    def sample(*flags):
+        path = tmp_path / f"s{len(list(tmp_path.glob('s*.npz')))}.npz"
+        run("sample", out, *common, *flags, "--out", path)
+        return np.load(path)["arr_0"].astype(int)  # (6, 8, 8, 1)
+
+    guided = sample("--labels", "3,7", "--guidance", "2.5")
+    assert guided.shape == (6, 8, 8, 1)
+    # The same seeds drawn by plume.sample from model functions written here: classifier-free guidance
+    # (Ho & Salimans 2022, eq. 6, for x0 with s = 1 + w): D(x, t, null) + s (D(x, t, c) - D(x, t, null)), two plain
+    # calls of the loaded denoiser; the null label is the extra row after the 10 classes.
+    model = load_denoiser(out)  # the EMA weights, as plume sample loads
+
+    def by_hand(fn):
+        with torch.no_grad():
+            x = plume.sample(fn, model.process, (6, 1, 8, 8), sampler="dpm++2m", steps=3, seeds=list(range(6)))
+        return np.round((x.clamp(-1, 1).numpy() + 1) * 127.5).astype(int).transpose(0, 2, 3, 1)  # uint8 convention
+
+    asked, null = torch.tensor([3, 7, 3, 7, 3, 7]), torch.full((6,), 10)  # sample k asks for labels[k mod 2]
+
+    def cfg(scale):
+        return lambda x, t: model(x, t, null) + scale * (model(x, t, asked) - model(x, t, null))
+
+    assert np.abs(guided - by_hand(cfg(2.5))).max() <= 1  # uint8 rounding
+    threes, sevens = sample("--labels", "3"), sample("--labels", "7")  # guidance 1: the conditional model alone
+    assert np.abs(threes - by_hand(lambda x, t: model(x, t, torch.full((6,), 3)))).max() <= 1
+    assert np.abs(threes - sevens).max() > 5, "labels change the samples of the same seeds"
+    unconditional = sample()  # no labels: the null label throughout
+    assert np.abs(unconditional - by_hand(lambda x, t: model(x, t, null))).max() <= 1
+    assert np.abs(sample("--labels", "3", "--guidance", "0") - unconditional).max() <= 1, "scale 0: unconditional"
+    assert np.abs(threes - unconditional).max() > 5
+    mixed = sample("--labels", "3,7")
+    assert np.abs(mixed[0::2] - threes[0::2]).max() <= 1 and np.abs(mixed[1::2] - sevens[1::2]).max() <= 1
+    assert np.abs(guided - mixed).max() > 5, "the guidance scale changes the samples"
     assert "label 12 is not a class" in run("sample", out, "--labels", "12", "--no-evaluate", code=2)
     assert "--label-dropout needs --conditional" in run("train", "--data", "digits", "--label-dropout", "0.2",
                                                          "--out", tmp_path / "x", code=2)

@@ -87,16 +87,80 @@ def test_kid_of_the_same_array():
     assert kernel_inception_distance(x, x, subsets=20, subset_size=100, seed=6) != sampled
 
 
+def population_kid(d: int, shift: float) -> float:
+    """The population MMD^2 between N(0, I_d) and N(mu, I_d), mu = shift * (1, ..., 1), under KID's kernel
+    k(a, b) = (a.b / d + 1)^3 (plume.evaluation.kid.polynomial_kernel): MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y)
+    with x, x' ~ N(0, I) and y, y' ~ N(mu, I), all independent.
+
+    Each term is E[(u / d + 1)^3] = 1 + 3 E[u] / d + 3 E[u^2] / d^2 + E[u^3] / d^3 for u = a.b, a ~ N(m, I) and
+    b ~ N(n, I) independent. u = sum_i a_i b_i is a sum of d independent products, so its cumulants are sums of
+    those of one product a_i b_i (a_i ~ N(m_i, 1), b_i ~ N(n_i, 1)), whose moments follow from the Gaussian ones
+    E a = m, E a^2 = 1 + m^2, E a^3 = m^3 + 3m:
+        kappa_1 = m_i n_i,
+        kappa_2 = (1 + m_i^2)(1 + n_i^2) - m_i^2 n_i^2 = 1 + m_i^2 + n_i^2,
+        kappa_3 = E[(ab)^3] - 3 E[ab] E[(ab)^2] + 2 E[ab]^3     (m = m_i, n = n_i)
+                = (m^3 + 3m)(n^3 + 3n) - 3mn(1 + m^2)(1 + n^2) + 2 m^3 n^3 = 6 m_i n_i.
+    Summed: K1 = m.n, K2 = d + |m|^2 + |n|^2, K3 = 6 m.n, and the raw moments are E u = K1,
+    E u^2 = K2 + K1^2, E u^3 = K3 + 3 K1 K2 + K1^3. With M = |mu|^2 = d shift^2:
+        E k(x, x') = 1 + 3/d                                   (K1 = 0, K2 = d, K3 = 0)
+        E k(x, y)  = 1 + 3 (d + M) / d^2                       (K1 = 0, K2 = d + M, K3 = 0)
+        E k(y, y') = 1 + 3M/d + 3 (d + 2M + M^2) / d^2 + (6M + 3M (d + 2M) + M^3) / d^3
+    so MMD^2 = 3M/d + 3M^2/d^2 + (6M + 3Md + 6M^2 + M^3) / d^3 (d = 16, shift 1: 7.5859375).
+    """
+    big_m = d * shift ** 2  # M = |mu|^2
+
+    def expected_kernel(k1: float, k2: float, k3: float) -> float:
+        u1, u2, u3 = k1, k2 + k1 ** 2, k3 + 3 * k1 * k2 + k1 ** 3  # raw moments from the cumulants
+        return 1 + 3 * u1 / d + 3 * u2 / d ** 2 + u3 / d ** 3
+
+    xx = expected_kernel(0, d, 0)
+    xy = expected_kernel(0, d + big_m, 0)
+    yy = expected_kernel(big_m, d + 2 * big_m, 6 * big_m)
+    mmd2 = xx + yy - 2 * xy
+    assert mmd2 == pytest.approx(3 * big_m / d + 3 * big_m ** 2 / d ** 2
+                                 + (6 * big_m + 3 * big_m * d + 6 * big_m ** 2 + big_m ** 3) / d ** 3)
+    return mmd2
+
+
+def test_population_kid_closed_form_against_monte_carlo_moments():
+    """population_kid against plain averages of the kernel over many independent pairs, each term its own draws."""
+    rng = np.random.default_rng(11)
+    d, shift, n = 4, 0.7, 400_000
+
+    def kernel_values(shift_a: float, shift_b: float) -> np.ndarray:
+        a, b = rng.normal(size=(n, d)) + shift_a, rng.normal(size=(n, d)) + shift_b
+        return (np.einsum("ij,ij->i", a, b) / d + 1) ** 3  # (n,) k(a_i, b_i) of independent pairs
+
+    k_xx, k_yy, k_xy = kernel_values(0, 0), kernel_values(shift, shift), kernel_values(0, shift)
+    estimate = k_xx.mean() + k_yy.mean() - 2 * k_xy.mean()
+    error = np.sqrt((k_xx.var() + k_yy.var() + 4 * k_xy.var()) / n)  # independent terms
+    assert abs(estimate - population_kid(d, shift)) < 4 * error, (estimate, population_kid(d, shift), error)
+    assert abs(estimate - population_kid(d, 0.75)) > 4 * error  # the draws can tell a 7% larger shift
+
+
 def test_kid_separates_shifted_gaussians():
     x, y = gaussian(2000, 16, seed=4), gaussian(2000, 16, shift=1.0, seed=5)
     result = kernel_inception_distance(x, y, subsets=10, subset_size=500)
-    # Population MMD^2 for N(0, I) vs N(1, I), F = 16, cubic kernel: about 7.6; noise is a few hundredths.
+    # Population MMD^2 for N(0, I) vs N(1, I), F = 16, cubic kernel: 7.5859375 (population_kid); the standard error
+    # here is about 0.2, while the population value at shift 1.05 is 8.98.
     assert result.mean > 5.0 and result.mean > 20 * result.standard_error
+    assert abs(result.mean - population_kid(16, 1.0)) < 3 * result.standard_error, (result, population_kid(16, 1.0))
+    assert abs(result.mean - population_kid(16, 1.05)) > 3 * result.standard_error  # the comparison can tell 5%
     assert result.standard_error == pytest.approx(result.std * np.sqrt(10 / 9) * np.sqrt(1 + 1 / 10), rel=1e-12)
     null = kernel_inception_distance(x, gaussian(2000, 16, seed=6), subsets=10, subset_size=500)
     assert abs(null.mean) < 0.05
     # Subsets of more than half of a set: no standard error (its bound needs m <= N / 2 on both sides).
     assert np.isnan(kernel_inception_distance(x, y[:900], subsets=10, subset_size=500).standard_error)
+
+
+@pytest.mark.parametrize("shift", [0.25, 0.5])
+def test_kid_of_small_shifts_is_the_closed_form(shift):
+    """KID within 3 of its standard errors of the population MMD^2 where the shift is small (d = 16)."""
+    x, y = gaussian(2000, 16, seed=14), gaussian(2000, 16, shift=shift, seed=15)
+    result = kernel_inception_distance(x, y, subsets=20, subset_size=500)
+    truth = population_kid(16, shift)
+    assert abs(result.mean - truth) < 3 * result.standard_error, (result, truth)
+    assert result.standard_error < 0.25 * truth  # the error bar is narrow enough for the comparison to mean something
 
 
 @pytest.mark.parametrize("shift, one_error", [(0.0, (0.8, 0.99)), (0.3, (0.55, 0.85))])
