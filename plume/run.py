@@ -23,6 +23,7 @@ from .denoiser import Denoiser
 from .draw import draw, record_trajectory
 from .errors import PlumeError, PlumeUsageError
 from .modality import Decoder, Modality, modality_of
+from .sampling import resolve_seeds
 from .train.checkpoint import find_checkpoint, load_denoiser, read_config
 from .train.distributed import Distributed, finish, from_environment, rank_device
 
@@ -53,6 +54,7 @@ class Run:
     def __init__(self, path: Path, config: dict[str, Any], denoiser: Denoiser, place: Distributed,
                  weights: str = "ema"):
         self.path, self.config, self.denoiser, self.place, self.weights = Path(path), config, denoiser, place, weights
+        self.source = str(find_checkpoint(self.path) / "config.json")  # the config.json read, for messages
         self.modality: Modality = modality_of(self.info, self.source)
         self.training: Any = None  # plume.fit's plume.train.TrainResult, for a run just trained
 
@@ -65,11 +67,6 @@ class Run:
     def name(self) -> str:
         """What the run is called in messages: its directory."""
         return str(self.path)
-
-    @property
-    def source(self) -> str:
-        """The config.json the run was read from, for messages."""
-        return str(find_checkpoint(self.path) / "config.json")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -102,7 +99,7 @@ class Run:
         steered away from `negative_prompt` if given. `autoguidance`: a weaker run of the same data (or its path)
         guides instead (Karras et al. 2024). Under torchrun every process draws its share and process 0 gets them
         all (the others get None)."""
-        seed_list = _seeds(n, seeds, seed)
+        seed_list = sample_seeds(n, seeds, seed)
         cond, negative = self.conditions(labels, prompt, negative_prompt)
         weaker = self.weaker(autoguidance).denoiser if autoguidance is not None else None
         x = draw(self.denoiser, self.shape, seed_list, batch_size, dict(sampler=sampler, steps=steps, grid=grid),
@@ -210,13 +207,11 @@ def load(path: PathLike, weights: str = "ema", device: "str | torch.device | Non
     return Run(Path(path), config, denoiser, place, weights)
 
 
-def _seeds(n: Optional[int], seeds: Optional[Sequence[int]], seed: int) -> list[int]:
-    """Explicit seeds, or seed .. seed + n - 1."""
-    if seeds is not None:
-        return [int(s) for s in seeds]
-    if n is None or n < 1:
+def sample_seeds(n: Optional[int], seeds: Optional[Sequence[int]], seed: int = 0) -> list[int]:
+    """Explicit seeds, or seed .. seed + n - 1 (plume.sampling.resolve_seeds), refusing neither being given."""
+    if seeds is None and (n is None or n < 1):
         raise PlumeError(f"give the number of samples n (at least 1) or their seeds, got n={n}")
-    return list(range(seed, seed + int(n)))
+    return resolve_seeds(len(seeds) if seeds is not None else int(n), seed, seeds)
 
 
-__all__ = ["Run", "load", "pick_device", "TRAJECTORY_ROWS", "TRAJECTORY_COLUMNS"]
+__all__ = ["Run", "load", "pick_device", "sample_seeds", "TRAJECTORY_ROWS", "TRAJECTORY_COLUMNS"]

@@ -32,9 +32,9 @@ from ..tasks.anomaly import (DEFAULT_LEVELS, LevelStats, anomaly_scores, check_l
                              likelihood_scores)
 from ..images.tasks.anomaly_plots import heatmap_pairs, score_histogram
 from ..points.table_anomaly import load_table_detector
-from ..run import load
+from ..run import load, pick_device
 from ..train import read_config
-from .common import device_named, set_threads
+from .common import set_threads
 
 
 @click.command()
@@ -94,7 +94,7 @@ def anomaly(run: Path, images: Optional[Path], table: Optional[Path], out: Path,
     else:
         names, x0, _ = read_table(table, shape[0])
         x0 = x0.float()  # (N, D), in the scale the run was trained on
-    denoiser = load(run, weights=weights, device=device_named(device)).denoiser
+    denoiser = load(run, weights=weights, device=device).denoiser
     place = next(denoiser.parameters()).device
     if score_kind == "likelihood":
         return _likelihood_command(denoiser, run, names, x0.to(place), out, 0.2 if smoothing is None else smoothing,
@@ -133,7 +133,7 @@ def _detector_command(run: Path, table: Path, out: Path, score_kind: Optional[st
     s_min (plume.points.table_anomaly)."""
     if score_kind == "reconstruction":
         raise click.UsageError(f"{run} is a table detector: it scores by likelihood only (leave out --score)")
-    detector = load_table_detector(run, ema=weights == "ema", device=device_named(device))
+    detector = load_table_detector(run, ema=weights == "ema", device=pick_device(device))
     if smoothing is not None and smoothing != detector.s_min:
         click.echo(f"note: smoothing {smoothing:g} instead of the detector's chosen {detector.s_min:g}", err=True)
         detector.s_min = smoothing

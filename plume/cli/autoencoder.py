@@ -19,7 +19,8 @@ from ..errors import PlumeError
 from ..images.latent import AutoencoderConfig, KLAutoencoder, train_autoencoder
 from ..images.latent.checkpoint import read_autoencoder_config
 from ..train import TrainingInterrupted
-from .common import device_named, resume_flags, set_threads
+from ..run import pick_device
+from .common import resume_flags, set_threads
 
 POSITIVE = click.IntRange(min=1)
 RESUME_FLAGS = {"out", "resume", "steps", "minutes", "device", "threads", "quiet"}  # what a resume may change
@@ -92,7 +93,7 @@ def _new(flags: dict[str, Any]) -> tuple[KLAutoencoder, Any, AutoencoderConfig]:
     shape = tuple(data.shape)
     architecture = {"in_channels": shape[0], **{k: flags[k] for k in ("latent_channels", "factor", "width",
                                                                         "blocks_per_level", "norm_groups")}}
-    model = _seeded(architecture, flags["seed"]).to(device_named(flags["device"]))
+    model = _seeded(architecture, flags["seed"]).to(pick_device(flags["device"]))
     config = AutoencoderConfig(steps=flags["steps"], minutes=flags["minutes"], batch_size=flags["batch_size"],
                                lr=flags["lr"], beta=flags["beta"], seed=flags["seed"])
     return model, data, config
@@ -112,7 +113,7 @@ def _resumed(ctx: click.Context, flags: dict[str, Any]) -> tuple[KLAutoencoder, 
                                       **({"steps": flags["steps"]} if "steps" in given else {})})
     except (KeyError, TypeError) as e:
         raise PlumeError(f"{source}: cannot rebuild the autoencoder and its training options ({e})") from None
-    return model.to(device_named(flags["device"])), data, config
+    return model.to(pick_device(flags["device"])), data, config
 
 
 def _seeded(options: dict[str, Any], seed: int) -> KLAutoencoder:

@@ -1,4 +1,4 @@
-"""What several commands share: the device and CPU threads, config files whose values the flags override, seed ranges,
+"""What several commands share: CPU threads, config files whose values the flags override, seed ranges,
 number lists, key=value options, the flags a resumed run may take, and the common sampling options."""
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import click
 import torch
 
 from ..errors import PlumeError, PlumeUsageError
-from ..run import pick_device
 
 
 class PlumeCommand(click.Command):
@@ -108,11 +107,6 @@ def parse_key_values(pairs: tuple[str, ...]) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key.strip().replace("-", "_")] = value
     return options
-
-
-def device_named(name: str) -> torch.device:
-    """--device: cpu, cuda, cuda:1, ... or auto (CUDA when present)."""
-    return pick_device(name)
 
 
 def set_threads(threads: Optional[int], default: Optional[int] = None) -> None:

@@ -20,7 +20,7 @@ from ..images.tasks.noise_level import estimate_level, level_from_pixels, level_
 from ..run import load
 from ..train import read_config
 from .img2img import image_run_shape, to_run_channels
-from .common import device_named, set_threads
+from .common import set_threads
 
 
 @click.command("denoise")
@@ -53,7 +53,7 @@ def denoise(run: Path, image: Path, sigma: Optional[float], method: str, steps: 
             raise click.ClickException(f"{image} shows no noise to remove (estimated std 0); give --sigma")
     else:
         level = level_from_pixels(sigma)
-    denoiser = load(run, weights=weights, device=device_named(device)).denoiser
+    denoiser = load(run, weights=weights, device=device).denoiser
     dev = next(denoiser.parameters()).device
     tile = shape[1] if tuple(y.shape[-2:]) != shape[1:] else None
     if tile is not None and shape[1] != shape[2]:

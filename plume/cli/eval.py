@@ -18,7 +18,7 @@ from ..modality import modality_for_source, modality_of
 from ..run import load
 from ..samplers import SAMPLERS
 from ..train import read_config
-from .common import PlumeCommand, device_named, number_list, parse_seeds, set_threads
+from .common import PlumeCommand, number_list, parse_seeds, set_threads
 
 PARSED = {"seeds": parse_seeds,  # options parsed here before they are passed on
           "guidance_sweep": lambda text: number_list(text, float, "--guidance-sweep", 0, "numbers (e.g. 0,1,1.5,2,3,4)",
@@ -74,7 +74,7 @@ def evaluate(ctx: click.Context, target: Path, out: Optional[Path], device: str,
         given["sweep"] = sweep_plan(sweep_samplers, sweep_nfe)
     if target.is_dir():
         set_threads(threads, modality_of(read_config(target).get("data", {})).threads)
-        run = load(target, device=device_named(device))
+        run = load(target, device=device)
         out = out or target / "eval.json"
         report, modality = run.evaluate(out=out, **given), run.modality
     elif target.suffix == ".npz":

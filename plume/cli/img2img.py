@@ -26,7 +26,7 @@ from ..samplers import SAMPLERS
 from ..images.tasks.image_to_image import conditioned, image_to_image
 from ..run import load
 from ..train import read_config
-from .common import device_named, parse_seeds, set_threads
+from .common import parse_seeds, set_threads
 
 
 def image_run_shape(run: Path, config: dict[str, Any], command: str, allow: tuple[str, ...] = ()) -> tuple[int, int, int]:
@@ -95,7 +95,7 @@ def img2img(run: Path, image: Path, strength: float, n: int, seed: int, sampler:
     shape = image_run_shape(run, config, "plume img2img")
     set_threads(threads)
     guide = guide_for_run(image, shape)  # (1, C, H, W)
-    model_run = load(run, weights=weights, device=device_named(device))
+    model_run = load(run, weights=weights, device=device)
     denoiser = model_run.denoiser
     labels, negative = model_run.conditions(parse_seeds(label_text) if label_text else None, list(prompts) or None,
                                             negative_prompt)  # (L,) or (L, T), (T,) or None

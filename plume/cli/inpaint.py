@@ -19,7 +19,7 @@ from ..images.tasks.inpaint import DEFAULT_SAMPLERS, METHODS, compose, inpaint a
 from ..run import load
 from ..train import read_config
 from .img2img import image_run_shape, to_run_channels
-from .common import device_named, set_threads
+from .common import set_threads
 
 
 def check_model(run: Path, config: dict[str, Any], model: Any, method: str) -> str:
@@ -95,7 +95,7 @@ def inpaint(run: Path, image: Path, mask: Path, mask_white: str, method: str, ju
     """Fill the holes of an image with RUN's model: the known pixels are kept exactly (docs/inpainting.md)."""
     set_threads(threads)
     config = read_config(run)
-    model = load(run, weights=weights, device=device_named(device)).denoiser
+    model = load(run, weights=weights, device=device).denoiser
     method = check_model(run, config, model, method)
     x, keep = read_inputs(run, config, image, mask, mask_white)
     target = next(model.parameters()).device

@@ -17,9 +17,9 @@ from ..images.moving_shapes import MOVING_SHAPES
 from ..errors import PlumeError
 from ..samplers import SAMPLERS
 from ..images.tasks.interpolate import interpolate_sequence
-from ..run import load
+from ..run import pick_device, load
 from ..train import read_config
-from .common import device_named, set_threads
+from .common import set_threads
 
 GIF_MS = 150  # milliseconds per frame of the animated GIF
 
@@ -78,7 +78,7 @@ def interpolate(run: Path, frames_dir: Path, between: int, out: Path, seed: int,
         config = read_config(run)
         frames, paths = read_frames(frames_dir)  # (T, H, W, C) uint8
         check_frames(frames, paths, run, config)
-        where = device_named(device)
+        where = pick_device(device)
         model = load(run, weights=weights, device=where).denoiser
         x = interpolate_sequence(model, images_to_tensor(frames).to(where), between, seed=seed, draws=draws,
                                  progress=not quiet, sampler=sampler, steps=steps)  # (T + (T - 1) k, C, H, W)

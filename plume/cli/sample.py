@@ -16,7 +16,7 @@ from ..modality import modality_of
 from ..run import TRAJECTORY_ROWS, load
 from ..samplers import GRIDS, SAMPLERS
 from ..train import read_config
-from .common import PlumeCommand, device_named, parse_seeds, seed_list as seeds_of, set_threads
+from .common import PlumeCommand, parse_seeds, seed_list as seeds_of, set_threads
 
 @click.command(cls=PlumeCommand)
 @click.argument("run", type=click.Path(path_type=Path))
@@ -63,7 +63,7 @@ def sample(run: Path, n: int, seeds: Optional[str], seed: int, sampler: str, ste
            compile_model: bool, then: Optional[Path], augment: Optional[float]) -> None:
     """Draw samples from the run RUN (under torchrun, spread over the processes; rank 0 writes)."""
     set_threads(threads, modality_of(read_config(run).get("data", {})).threads)
-    model = load(run, weights=weights, device=device_named(device))
+    model = load(run, weights=weights, device=device)
     if then is not None:
         if label_text or trajectory or prompts:
             raise click.UsageError("--then draws an unconditional cascade; drop --labels, --prompt and --trajectory")

@@ -21,7 +21,7 @@ from ..images.tasks.upscale import (UPSCALE_AUGMENT, UPSCALE_DRAWS, UPSCALE_ESTI
     upscale_pixels)
 from ..run import load
 from ..train import read_config
-from .common import device_named, set_threads
+from .common import set_threads
 
 
 def check_stage(run: Path) -> None:
@@ -79,7 +79,7 @@ def upscale(run: Path, image: Path, out: Path, estimate: str, draws: int, augmen
         set_threads(threads)
         check_stage(run)
         low = read_image_file(image)  # (h, w, C)
-        sr = load(run, weights=weights, device=device_named(device)).denoiser
+        sr = load(run, weights=weights, device=device).denoiser
         check_image(sr, images_to_tensor(low[None]), name=f"--image {image}")
         high = upscale_pixels(sr, low, seed=seed, estimate=estimate, draws=draws, augment=augment, sampler=sampler,
                               steps=steps, level=level, overlap=overlap, batch_size=batch_size,

@@ -21,6 +21,7 @@ from ..errors import PlumeError
 from ..sampling import resolve_seeds
 from ..samplers import SeedNoise, derive_seed
 from ..draw import draw, in_batches
+from ..run import sample_seeds
 from ..tasks.start import noise_to
 
 POSTERIOR_LEVEL = 2.0  # super_resolve_mean's level s: >> a residual stage's sigma_data (about 0.1)
@@ -167,7 +168,7 @@ class CascadeRun:
         if any(v is not None and v != 1.0 for v in unconditional.values()):
             raise PlumeError(f"a cascade draws with class labels at most; {', '.join(unconditional)} do not apply")
         cond, _ = self.base.conditions(labels, None)
-        seed_list = list(seeds) if seeds is not None else resolve_seeds(int(n or 0), seed, None)
+        seed_list = sample_seeds(n, seeds, seed)
         return sample_cascade(self.base.denoiser, self.stage.denoiser, len(seed_list), seeds=seed_list,
                               base_shape=self.base.shape, augment=self.augment, sampler=sampler, steps=steps,
                               grid=grid, batch_size=batch_size, base_cond=cond, progress=progress)

@@ -129,7 +129,7 @@ def _drawing(run: Any, o: dict[str, Any]) -> tuple[Optional[list[int]], float, D
         raise PlumeError(f"{flag}: the run {run.path} was trained without class labels, so it has no classifier-free "
                          f"guidance and no class accuracy; train it with --conditional (plume train --data ... "
                          f"--conditional), or drop {flag}")
-    seeds = list(o["seeds"]) if o["seeds"] is not None else list(range(o["n"]))
+    seeds = _seed_list(o)
     classes = run.num_classes
     requested = balanced_labels(classes, len(seeds)) if classes else None  # (n,) class k mod K
     scale = (DEFAULT_GUIDANCE if o["guidance"] is None else o["guidance"]) if classes or o["autoguidance"] else 1.0
@@ -143,9 +143,14 @@ def _drawing(run: Any, o: dict[str, Any]) -> tuple[Optional[list[int]], float, D
     return requested, scale, draw_pixels
 
 
+def _seed_list(o: dict[str, Any]) -> list[int]:
+    """The seeds of the samples an evaluation draws: o["seeds"], else 0 .. n - 1."""
+    return list(o["seeds"]) if o["seeds"] is not None else list(range(o["n"]))
+
+
 def _sampling(run: Any, o: dict[str, Any], scale: float) -> dict[str, Any]:
     """How the run's samples were drawn, for the report."""
-    seeds = list(o["seeds"]) if o["seeds"] is not None else list(range(o["n"]))
+    seeds = _seed_list(o)
     about: dict[str, Any] = {"sampler": o["sampler"], "steps": o["steps"], "seeds": f"{seeds[0]}..{seeds[-1]}"}
     if run.num_classes or o["autoguidance"]:
         weak = o["autoguidance"]
@@ -205,7 +210,7 @@ def sampler_sweep(run: Any, o: dict[str, Any], network: FeatureNetwork, real: np
     (samplers, budgets), unguided; a PNG of FID against NFE. Each sampler runs the most steps that fit in the NFE
     (SamplerSpec.steps_for_evaluations: Heun's last step is Euler's, so it spends 2 * steps - 1)."""
     names, budgets = o["sweep"]
-    seeds = list(o["seeds"]) if o["seeds"] is not None else list(range(o["n"]))
+    seeds = _seed_list(o)
     rows, series = [], {}
     for name in names:
         xs, ys = [], []
