@@ -40,6 +40,7 @@ from .fit_detector import fit_detector  # noqa: E402
 from .img2img import img2img  # noqa: E402
 from .inpaint import inpaint  # noqa: E402
 from .interpolate import interpolate  # noqa: E402
+from .prepare import prepare  # noqa: E402
 from .sample import sample  # noqa: E402  (the commands register themselves on `main`)
 from .train import train  # noqa: E402
 from .upscale import upscale  # noqa: E402
@@ -56,5 +57,6 @@ main.add_command(inpaint)
 main.add_command(upscale)
 main.add_command(denoise)
 main.add_command(ema)
+main.add_command(prepare)
 
 __all__ = ["main", "train", "sample"]

@@ -22,7 +22,7 @@ import click
 import numpy as np
 import torch
 
-from ..images.files import _Failures, _decode, folder_items
+from ..images.files import Failures, decode_item, folder_items
 from ..images.grid import _save_png
 from ..images.sets import images_to_tensor
 from ..modality import modality_of
@@ -185,13 +185,13 @@ def read_image_folder(folder: Path, shape: tuple[int, ...], on_error: str) -> tu
     run's H x W (centre square, Lanczos; with a note); a file with the wrong channel count is refused."""
     channels, size = shape[0], shape[1]
     items, _ = folder_items(folder)
-    fail = _Failures(on_error, str(folder))  # stop: a PlumeError naming the file; skip: a warning per file
+    fail = Failures(on_error, str(folder))  # stop: a PlumeError naming the file; skip: a warning per file
     names, pixels, resized = [], [], 0
     for item in items:
         try:
             with item.open() as image:
                 other_size = image.size != (size, size)
-            one = _decode(item, size)[None]  # (1, S, S, C)
+            one = decode_item(item, size)[None]  # (1, S, S, C)
         except Exception as error:  # noqa: BLE001 - any decoder failure is the file's fault
             fail(item, error)
             continue

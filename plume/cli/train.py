@@ -27,7 +27,7 @@ RESUME_FLAGS = {"out", "resume", "steps", "minutes", "parallel", "compile", "che
                 "preview_every", "sample_count", "tensorboard", "threads", "device", "quiet", "ema_snapshot_every"}
 # The data type's options a flag may give (plume.modality.DataRequest.options); a data type refuses those it lacks.
 DATA_FLAGS = ("image_size", "channels", "flip", "on_error", "holdout", "limit", "latent", "super_resolution",
-              "augment_max", "inpainting", "interpolation")
+              "augment_max", "inpainting", "interpolation", "stream", "workers")
 DENOISER_FLAGS = ("process", "prediction", "weighting", "time_sampling", "sigma_data")
 POSITIVE = click.IntRange(min=1)
 
@@ -71,6 +71,11 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--channels", type=click.Choice(["rgb", "gray"]), help="Image channels (default: the data's).")
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips (default off).")
 @click.option("--on-error", type=click.Choice(["stop", "skip"]), help="An unreadable image stops the run or is skipped.")
+@click.option("--stream", type=click.Choice(["auto", "on", "off"]), help="Read a folder of images from disk while "
+              "training (on), decode it into memory first (off), or stream folders too big for memory (auto, the "
+              "default). A set written by `plume prepare` always streams (docs/streaming.md).")
+@click.option("--workers", type=click.IntRange(min=0), help="Processes that decode a streamed set while the model "
+              "trains (default: one less than the cores, at most 4; 0: decode in the training process).")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True),
               help="Keep this fraction of the images out of training (seeded), for `plume eval --nll`.")
 @click.option("--limit", type=POSITIVE, help="Use at most this many examples (toy sets: draw this many points).")

@@ -12,7 +12,7 @@ import torch
 from ..errors import PlumeError
 from ..train.data import TrainingData
 
-IMAGE_ATTRIBUTES = ("train_pixels", "train_labels", "train_captions", "held_out", "images")
+IMAGE_ATTRIBUTES = ("train_pixels", "train_labels", "train_captions", "held_out", "held_labels", "images", "stream")
 
 
 class ImageConditionedData:

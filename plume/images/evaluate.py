@@ -32,7 +32,7 @@ from .evaluation.labelled import CONFIDENT, describe_classifier
 from .evaluation.report import image_metrics, reference_features
 from .evaluation.shapes_checker import match_rate
 from .latent.data import KIND as LATENT
-from .sets import SHAPES_HELDOUT, holdout_split, load_images, tensor_to_images
+from .sets import SHAPES_HELDOUT, load_images, tensor_to_images
 
 DEFAULT_GUIDANCE = 1.5  # for conditional runs: 99.8% of digits as asked at near-best FID (docs/conditional-digits.md)
 OPTIONS: dict[str, Any] = {  # what evaluate_images takes, and the defaults
@@ -245,12 +245,10 @@ def reference_images(ref: Optional[str], run: Any) -> tuple[
     if run is None:
         raise PlumeUsageError("--ref is required with a samples file (which data are the samples meant to match?)")
     data = run.modality.data_from_info(plain_images_info(run.info), run.source)
-    if getattr(data, "images", None) is None:
+    if not hasattr(data, "held_labels"):
         raise PlumeError(f"the run {run.path} was not trained on images; plume eval measures images")
-    held = holdout_split(len(data.images.pixels), data.holdout, int(data.images.loader.get("seed", 0)))[1]  # (K,)
-    held_labels = None if data.images.labels is None else data.images.labels[held]  # (K,), as data.held_out
-    return data.train_pixels, data.train_labels, {"source": "the run's training data", **data.images.loader,
-                                                   "holdout": data.holdout}, data.held_out, held_labels
+    return data.train_pixels, data.train_labels, {"source": "the run's training data", **data.info()["loader"],
+                                                   "holdout": data.holdout}, data.held_out, data.held_labels
 
 
 def plain_images_info(info: dict[str, Any]) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class _Failures:
+class Failures:
     """Handles unreadable items: raise at once (stop) or warn per item and count (skip)."""
 
     def __init__(self, on_error: str, source: str):
@@ -130,41 +130,50 @@ class _Failures:
             warnings.warn(f"skipped {self.count} of {total} unreadable images in {self.source}", stacklevel=3)
 
 
-def _decode(item: ImageItem, size: int) -> np.ndarray:
+def decode_item(item: ImageItem, size: int) -> np.ndarray:
+    """The item's picture as uint8 (size, size, C): its first frame, central square, Lanczos-resized."""
     with item.open() as image:
         image.seek(0)  # first frame of an animation
         image.draft(None, (2 * size, 2 * size))  # JPEG: decode at a reduced scale still >= 2x the target
         return fit_square(pil_to_array(image), size)  # (size, size, C)
 
 
-def _common_size(items: Sequence[ImageItem], fail: _Failures) -> tuple[list[ImageItem], int]:
-    """Items whose header reads, and their shared square size, else DEFAULT_SIZE."""
-    sizes, good = set(), []
-    for item in items:
+def channels_of_mode(mode: str) -> int:
+    """The channels pil_to_array gives a picture of Pillow mode `mode`: 1 for gray modes, else 3."""
+    return 1 if mode in _GRAY_MODES or mode.startswith("I") else 3
+
+
+def scan_headers(items: Sequence[ImageItem], fail: "Failures", progress: bool = False,
+                 source: str = "") -> tuple[list[ImageItem], int, str]:
+    """Items whose header reads (failures go to `fail`), their shared square size (else DEFAULT_SIZE), and the
+    channels ("rgb" if any picture is in colour, else "gray"), from the headers alone."""
+    sizes, modes, good = set(), set(), []
+    for item in progress_bar(items, desc=f"scanning {Path(source).name or source}", unit="img", enabled=progress):
         try:
             with item.open() as image:
                 sizes.add(image.size)
+                modes.add(image.mode)
             good.append(item)
         except Exception as error:  # noqa: BLE001 - any decoder failure is the file's fault
             fail(item, error)
+    size = DEFAULT_SIZE
     if len(sizes) == 1:
         (w, h), = sizes
-        if w == h:
-            return good, w
-    return good, DEFAULT_SIZE
+        size = w if w == h else DEFAULT_SIZE
+    return good, size, "rgb" if any(channels_of_mode(m) == 3 for m in modes) else "gray"
 
 
 def read_items(items: Sequence[ImageItem], source: str, image_size: Optional[int], channels: Optional[str],
                on_error: str, progress: bool) -> ReadImages:
     """Decode items to (N, S, S, C) uint8; channels None -> "rgb" if any item is colour, else "gray"."""
-    fail = _Failures(on_error, source)
+    fail = Failures(on_error, source)
     good = list(items)
     if image_size is None:
-        good, image_size = _common_size(good, fail)
+        good, image_size, _ = scan_headers(good, fail)
     arrays, labels = [], []
     for item in progress_bar(good, desc=f"reading {Path(source).name or source}", unit="img", enabled=progress):
         try:
-            arrays.append(_decode(item, image_size))  # (S, S, C)
+            arrays.append(decode_item(item, image_size))  # (S, S, C)
             labels.append(item.label)
         except Exception as error:  # noqa: BLE001 - any decoder failure is the file's fault
             fail(item, error)
@@ -188,17 +197,17 @@ def folder_items(folder: Path) -> tuple[list[ImageItem], Optional[list[str]]]:
     parts = [p.relative_to(folder).parts for p in paths]
     class_names = sorted({q[0] for q in parts if len(q) > 1})
     if len(class_names) < 2:
-        return [ImageItem(str(p), _file_opener(p)) for p in paths], None
+        return [ImageItem(str(p), file_opener(p)) for p in paths], None
     loose = [p for p, q in zip(paths, parts) if len(q) == 1]
     if loose:
         warnings.warn(f"ignoring {len(loose)} image files directly in {folder} (e.g. {loose[0].name}): "
                       f"with class subfolders only their images are used", stacklevel=3)
     index = {name: i for i, name in enumerate(class_names)}
-    items = [ImageItem(str(p), _file_opener(p), index[q[0]]) for p, q in zip(paths, parts) if len(q) > 1]
+    items = [ImageItem(str(p), file_opener(p), index[q[0]]) for p, q in zip(paths, parts) if len(q) > 1]
     return items, class_names
 
 
-def _file_opener(path: Path) -> Callable[[], Image.Image]:
+def file_opener(path: Path) -> Callable[[], Image.Image]:
     return lambda: Image.open(path)
 
 

@@ -5,7 +5,8 @@ Inception-v3 / DINOv2 (plume.images.evaluate).
 
 `--data` names an embedded set (digits, lfw, photos, shapes, shapes-triples, moving-shapes), a folder of image files,
 an .npz file or hf:PATH (a saved Hugging Face data set). The data options are those of plume.images.sets
-(image_size, channels, flip, on_error, holdout, limit) and the tasks of plume.images.stages (latent,
+(image_size, channels, flip, on_error, holdout, limit), of plume.images.streaming (stream: "auto" | "on" |
+"off", workers), and the tasks of plume.images.stages (latent,
 super_resolution, augment_max, inpainting, interpolation).
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Images(Modality):
     summary = "images (C, H, W): embedded sets, folders of PNG/JPEG, .npz, hf:PATH"
     embedded = (*IMAGE_SETS, MOVING_SHAPES)
     data_options = ("image_size", "channels", "flip", "on_error", "holdout", "limit", "latent", "super_resolution",
-                    "augment_max", "inpainting", "interpolation")
+                    "augment_max", "inpainting", "interpolation", "stream", "workers")
 
     def recognizes(self, source: str) -> bool:
         if source in self.embedded or source.startswith("hf:"):

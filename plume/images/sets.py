@@ -31,7 +31,9 @@ from PIL import Image
 from ..errors import PlumeError, unknown_name
 from .files import IMAGE_EXTENSIONS, ON_ERROR, fit_square, folder_items, hf_items, read_items, read_npz, set_channels
 from .captions import CAPTION_FILES, load_captioned_folder
+from .codec import holdout_split, images_to_tensor, random_flips, tensor_to_images
 from .grid import add_title, image_grid
+from .streaming import StreamedImages, is_prepared, read_prepared, stream_folder, streams_by_default
 
 IMAGE_SETS: dict[str, str] = {
     "digits": "scikit-learn's handwritten digits, 1797 x 8 x 8 gray, 10 classes",
@@ -51,23 +53,6 @@ GENERATED = ("photos", *SHAPES_HELDOUT)  # embedded sets drawn at the requested 
 _PATH_KINDS = "a folder of image files, a .npz file (arr_0 uint8 NHWC) or hf:<folder of a saved Hugging Face dataset>"
 
 
-def images_to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1], x / 127.5 - 1."""
-    pixels = np.asarray(pixels)
-    if pixels.dtype != np.uint8 or pixels.ndim != 4:
-        raise PlumeError(f"images_to_tensor: expected uint8 (N, H, W, C), got {pixels.dtype} {pixels.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)  # (N, C, H, W)
-    return (x.to(torch.float32) / 127.5 - 1).contiguous()
-
-
-def tensor_to_images(x: torch.Tensor) -> np.ndarray:
-    """float (N, C, H, W), clamped to [-1, 1] -> uint8 (N, H, W, C), round((x + 1) * 127.5)."""
-    if x.ndim != 4:
-        raise PlumeError(f"tensor_to_images: expected a tensor (N, C, H, W), got shape {tuple(x.shape)}")
-    u = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (N, C, H, W)
-    return u.permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, C)
-
-
 @dataclass
 class ImageSet:
     """Images as uint8 (N, H, W, C) with optional int64 labels (N,) and captions (N strings); loader holds the
@@ -80,7 +65,7 @@ class ImageSet:
     captions: Optional[list[str]] = None
 
 
-def _subset(n: int, limit: Optional[int], seed: int) -> np.ndarray:
+def seeded_subset(n: int, limit: Optional[int], seed: int) -> np.ndarray:
     """Sorted indices of a seeded random subset of `limit` of n items (all if limit is None or >= n)."""
     if limit is None or limit >= n:
         return np.arange(n)
@@ -159,7 +144,7 @@ def _read_files(source: str, image_size: Optional[int], channels: Optional[str],
         if any((path / f).is_file() for f in CAPTION_FILES):
             return _captioned_folder(path, image_size, channels, limit, seed), str(path)
         (items, class_names), name, resolved = folder_items(path), path.name, str(path)
-    items = [items[i] for i in _subset(len(items), limit, seed)]
+    items = [items[i] for i in seeded_subset(len(items), limit, seed)]
     read = read_items(items, str(path), image_size, channels, on_error, progress)
     return ImageSet(read.pixels, read.labels, class_names, name), resolved
 
@@ -177,7 +162,7 @@ def _embedded_or_npz(source: str, image_size: Optional[int], limit: Optional[int
         path = Path(source).expanduser().resolve()
         pixels, labels = read_npz(path)
         images, source = ImageSet(pixels, labels, None, path.stem), str(path)
-    keep = _subset(len(images.pixels), limit, seed)
+    keep = seeded_subset(len(images.pixels), limit, seed)
     images.pixels = images.pixels[keep]  # (N', H, W, C)
     images.labels = None if images.labels is None else images.labels[keep]  # (N',)
     return images, source
@@ -187,7 +172,7 @@ def _captioned_folder(path: Path, image_size: Optional[int], channels: Optional[
                       seed: int) -> ImageSet:
     """A folder with a captions file (plume.images.captions): its images with their captions, no class labels."""
     read = load_captioned_folder(path, image_size=image_size)
-    keep = _subset(len(read.images), limit, seed)
+    keep = seeded_subset(len(read.images), limit, seed)
     pixels = read.images[keep] if channels in (None, "rgb") else set_channels(read.images[keep], channels)
     return ImageSet(pixels, None, None, path.name, captions=[read.captions[i] for i in keep])
 
@@ -226,11 +211,8 @@ def load_images(source: str, image_size: Optional[int] = None, channels: Optiona
     limit: a seeded random subset of this many (photos, shapes: the number drawn, default 4096, 8192); seed: that
     subset (photos, shapes: the drawing).
     """
-    source, image_size, limit = str(source), _whole("image_size", image_size), _whole("limit", limit)
-    if channels is not None and channels not in CHANNELS:
-        raise unknown_name("channels value", channels, CHANNELS)
-    if on_error not in ON_ERROR:
-        raise unknown_name("on_error value", on_error, ON_ERROR)
+    source = str(source)
+    image_size, limit = checked_options(image_size, channels, on_error, limit)
     if _decodes_files(source):
         images, resolved = _read_files(source, image_size, channels, on_error, limit, seed, progress)
     else:
@@ -296,10 +278,13 @@ class ImageData:
     def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Examples at index (B,) as float32 (B, C, H, W); with flip, each mirrored with probability 1/2."""
         x = self.data[index.to(self.data.device)]  # (B, C, H, W)
-        if not self.flip:
-            return x
-        mirror = torch.rand(len(x), generator=generator, device=generator.device) < 0.5  # (B,)
-        return torch.where(mirror.to(x.device)[:, None, None, None], x.flip(-1), x)  # (B, C, H, W)
+        return random_flips(x, generator) if self.flip else x
+
+    @property
+    def held_labels(self) -> Optional[np.ndarray]:
+        """The labels (K,) of the held-out images, or None."""
+        held = holdout_split(len(self.images.pixels), self.holdout, int(self.images.loader.get("seed", 0)))[1]  # (K,)
+        return None if self.images.labels is None else self.images.labels[held]
 
     def info(self) -> dict[str, Any]:
         """JSON-able description; image_data_from_info(info) rebuilds identical data."""
@@ -307,34 +292,91 @@ class ImageData:
                 "holdout": self.holdout, "num_classes": self.num_classes, "class_names": self.images.class_names,
                 "captioned": self.images.captions is not None}
 
-    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
-        """float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), the on-disk sample format."""
-        return tensor_to_images(x)
+    to_uint8 = staticmethod(tensor_to_images)  # float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), as on disk
 
     def render(self, x: torch.Tensor, title: str = "", cond: Optional[torch.Tensor] = None) -> np.ndarray:
         """A grid picture (H', W', 3) uint8 of the batch x (B, C, H, W), with title above if given."""
         return add_title(image_grid(tensor_to_images(x)), title)
 
 
-def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted indices (training, held out) of n examples, round(fraction * n) held out by a seeded permutation."""
-    held = np.sort(np.random.default_rng([int(seed), 7]).permutation(n)[: int(round(fraction * n))])
-    return np.setdiff1d(np.arange(n), held), held
-
-
-def load_image_data(source: str, flip: bool = False, holdout: float = 0.0, **load_images_kwargs: Any) -> ImageData:
-    """ImageData(load_images(source, **load_images_kwargs), flip, holdout)."""
+def load_image_data(source: str, flip: bool = False, holdout: float = 0.0, stream: Optional[bool] = None,
+                    workers: Optional[int] = None, **load_images_kwargs: Any) -> "ImageData | StreamedImages":
+    """The training view of load_images(source, **load_images_kwargs): ImageData in memory, or StreamedImages read
+    from disk as training needs them (plume.images.streaming): always for a set written by `plume prepare`, for a
+    folder of image files when stream is True, or when it is None and the folder's float copy would pass
+    STREAM_ABOVE. workers: the DataLoader processes that read a streamed set (default DEFAULT_WORKERS)."""
+    path = Path(str(source)).expanduser()
+    if is_prepared(path):
+        return _prepared_data(path, flip, holdout, workers, stream, **load_images_kwargs)
+    captioned = path.is_dir() and any((path / f).is_file() for f in CAPTION_FILES)
+    if path.is_dir() and not captioned and (stream or (stream is None and streams_by_default(
+            path, _whole("image_size", load_images_kwargs.get("image_size"))))):
+        return _streamed_folder(path, flip, holdout, workers, **load_images_kwargs)
+    if stream:
+        why = "a captioned folder loads in memory" if captioned else f"it is not a folder of image files"
+        raise PlumeError(f"cannot stream {source!r}: {why}; streaming reads a folder of image files or a set written "
+                         "by `plume prepare`")
     return ImageData(load_images(source, **load_images_kwargs), flip=flip, holdout=holdout)
 
 
-def image_data_from_info(info: dict[str, Any], progress: bool = False) -> ImageData:
-    """Rebuild the ImageData whose info() gave `info` (e.g. from a run's config.json)."""
+def checked_options(image_size: Any, channels: Optional[str], on_error: str, limit: Any) -> tuple[Optional[int], Optional[int]]:
+    """load_images' checks of its options; image_size and limit as whole numbers or None."""
+    if channels is not None and channels not in CHANNELS:
+        raise unknown_name("channels value", channels, CHANNELS)
+    if on_error not in ON_ERROR:
+        raise unknown_name("on_error value", on_error, ON_ERROR)
+    return _whole("image_size", image_size), _whole("limit", limit)
+
+
+def _streamed_folder(path: Path, flip: bool, holdout: float, workers: Optional[int], image_size: Optional[int] = None,
+                     channels: Optional[str] = None, on_error: str = "stop", limit: Optional[int] = None,
+                     seed: int = 0, progress: bool = True) -> StreamedImages:
+    """A folder of image files read while training; the same images, labels and loader record as in memory."""
+    image_size, limit = checked_options(image_size, channels, on_error, limit)
+    folder = path.resolve()
+    reader, labels, class_names, files = stream_folder(folder, image_size, channels, on_error,
+                                                       lambda n: seeded_subset(n, limit, seed), progress)
+    loader = {"source": str(folder), "image_size": reader.size, "channels": reader.channels, "on_error": on_error,
+              "limit": limit, "seed": int(seed), "stream": True}
+    return StreamedImages(reader, labels, class_names, folder.name, loader, flip, holdout, workers, files=files)
+
+
+def _prepared_data(path: Path, flip: bool, holdout: float, workers: Optional[int], stream: Optional[bool],
+                   image_size: Optional[int] = None, channels: Optional[str] = None, on_error: str = "stop",
+                   limit: Optional[int] = None, seed: int = 0, progress: bool = True) -> StreamedImages:
+    """A set written by `plume prepare`, memory-mapped; image_size and channels, if given, must be the set's."""
+    image_size, limit = checked_options(image_size, channels, on_error, limit)
+    if stream is False:
+        raise PlumeError(f"{path} is a prepared set, which is always read from disk; drop --no-stream")
+    reader, labels, about = read_prepared(path)
+    height, width, c = reader.shape
+    have = "gray" if c == 1 else "rgb"
+    if image_size not in (None, height) or channels not in (None, have):
+        raise PlumeError(f"{path} was prepared as {height} x {width} {have} images; prepare the source again with "
+                         f"`plume prepare` at the size and channels wanted (asked: {image_size or height} px, "
+                         f"{channels or have})")
+    loader = {"source": str(path.resolve()), "image_size": height, "channels": have, "on_error": on_error,
+              "limit": limit, "seed": int(seed), "stream": True}
+    return StreamedImages(reader, labels, about.get("class_names"), about.get("name") or path.name, loader, flip,
+                          holdout, workers, rows=seeded_subset(len(reader), limit, seed),
+                          files={"count": len(reader), "sha256": about.get("sha256")})
+
+
+def image_data_from_info(info: dict[str, Any], progress: bool = False,
+                         workers: Optional[int] = None) -> "ImageData | StreamedImages":
+    """Rebuild the image data whose info() gave `info` (e.g. from a run's config.json); a streamed folder or prepared
+    set whose files changed since is refused."""
     if info.get("kind") != "images":
         raise PlumeError(f"data info: 'kind' is {info.get('kind')!r}, expected 'images'")
     loader = info.get("loader")
-    fields = ("source", "image_size", "channels", "on_error", "limit", "seed")
+    fields = ("source", "image_size", "channels", "on_error", "limit", "seed", "stream")
     if not isinstance(loader, dict) or "source" not in loader or set(loader) - set(fields):
         raise PlumeError(f"data info: 'loader' must be a dict with 'source' and only the keys {fields}, "
                          f"got {loader!r}")
-    return load_image_data(flip=bool(info.get("flip", False)), holdout=float(info.get("holdout", 0.0)),
-                           progress=progress, **loader)
+    data = load_image_data(flip=bool(info.get("flip", False)), holdout=float(info.get("holdout", 0.0)),
+                           progress=progress, workers=workers, **loader)
+    if info.get("files") and data.info().get("files") != info["files"]:
+        raise PlumeError(f"{loader['source']}: the files changed since the run was trained (it read "
+                         f"{info['files'].get('count')} files, listed with SHA-256 {info['files'].get('sha256')}; "
+                         f"now {data.info().get('files')}), so its example indices no longer name the same images")
+    return data

@@ -42,6 +42,7 @@ CONFLICTS: tuple[tuple[str, str, str], ...] = (
     *(("interpolation", other, f"--{other.replace('_', '-')} {INTERPOLATION_ONLY}")
       for other in ("flip", "holdout", "latent", "super_resolution", "augment_max")),
 )
+STREAM_CHOICES = {"auto": None, "on": True, "off": False}  # the stream option -> load_image_data's
 NEEDS = (("augment_max", "super_resolution", "a stage with a conditioning image"),)  # (option, what it needs, why)
 
 
@@ -54,6 +55,15 @@ def check_conflicts(options: dict[str, Any]) -> None:
     for option, needed, why in NEEDS:
         if option in given and needed not in given:
             raise PlumeUsageError(f"--{option.replace('_', '-')} needs --{needed.replace('_', '-')} ({why})")
+
+
+def stream_choice(value: Any) -> Optional[bool]:
+    """The stream option ("auto", "on", "off", a bool or None) as load_image_data's stream (None: auto)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if value not in STREAM_CHOICES:
+        raise PlumeUsageError(f"stream must be one of auto, on, off, got {value!r}")
+    return STREAM_CHOICES[value]
 
 
 def wants_interpolation(source: str, options: dict[str, Any]) -> bool:
@@ -74,7 +84,8 @@ def stage_data(source: str, request: DataRequest) -> TrainingData:
     data: TrainingData = load_image_data(
         source, seed=request.seed, image_size=options.get("image_size"), channels=options.get("channels"),
         flip=bool(options.get("flip")), on_error=options.get("on_error") or "stop", limit=options.get("limit"),
-        holdout=options.get("holdout") or 0.0, progress=request.progress)
+        holdout=options.get("holdout") or 0.0, progress=request.progress,
+        stream=stream_choice(options.get("stream")), workers=options.get("workers"))
     if options.get("latent") is not None:  # diffusion on an autoencoder's latents (plume.images.latent)
         data = encode_images(data, options["latent"], progress=request.progress, device=request.device)
     if options.get("super_resolution") is not None:

@@ -12,7 +12,7 @@ generator each (a few microseconds); RNG_BLOCK = 16 keeps that below 1% of a ste
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -28,6 +28,23 @@ def step_generator(seed: int, step: int, micro: int = 0, *block: int) -> torch.G
     """The CPU generator of micro-batch `micro` of step `step` (and of one block of it): a function of its key."""
     state = np.random.SeedSequence([int(seed), int(step), int(micro), *map(int, block)]).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def blocks(batch_size: int, start: int, stop: int) -> Iterator[tuple[int, slice, tuple[int, int]]]:
+    """The RNG blocks that rows [start, stop) of a micro-batch of batch_size touch: (block number, the whole block's
+    rows, the range [lo, hi) of it that [start, stop) holds)."""
+    for block in range(start // RNG_BLOCK, -(-stop // RNG_BLOCK)):
+        full = slice(block * RNG_BLOCK, min(batch_size, (block + 1) * RNG_BLOCK))  # the whole block's examples
+        yield block, full, (max(start, full.start), min(stop, full.stop))
+
+
+def micro_batch_reads(n: int, batch_size: int, seed: int, step: int, micro: int, start: int = 0,
+                      stop: Optional[int] = None) -> list[torch.Tensor]:
+    """The example indices draw_micro_batch reads from data of n examples for rows [start, stop), one tensor (b,) per
+    data.batch call in the order it makes them: what a streamed source (plume.train.streaming) fetches ahead."""
+    stop = batch_size if stop is None else stop
+    index = torch.randint(n, (batch_size,), generator=step_generator(seed, step, micro))  # (B,) as draw_micro_batch
+    return [index[full] for _, full, _ in blocks(batch_size, start, stop)]
 
 
 @dataclass
@@ -59,10 +76,8 @@ def draw_micro_batch(data: TrainingData, denoiser: Denoiser, batch_size: int, se
     dropout_seed = int(torch.randint(2**62, (), generator=g))
     paired = isinstance(data, PairedData)
     xs, ts, noises, labels, conds = [], [], [], [], []
-    for block in range(start // RNG_BLOCK, -(-stop // RNG_BLOCK)):
-        lo, hi = max(start, block * RNG_BLOCK), min(stop, (block + 1) * RNG_BLOCK)
+    for block, full, (lo, hi) in blocks(batch_size, start, stop):
         gb = step_generator(seed, step, micro, block)
-        full = slice(block * RNG_BLOCK, min(batch_size, (block + 1) * RNG_BLOCK))  # the whole block's examples
         if paired:
             x, cond = data.batch_with_condition(index[full], gb)  # (b_block, ...), (b_block, ...)
         else:

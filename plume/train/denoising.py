@@ -20,7 +20,7 @@ from torch import nn
 from ..backbones import is_conditional
 from ..denoiser import Denoiser
 from ..sampling import sample
-from .batches import MicroBatch, draw_micro_batch, step_generator
+from .batches import MicroBatch, draw_micro_batch, micro_batch_reads, step_generator
 from .checkpoint import CHECKPOINT, Checkpoint, build_denoiser, denoiser_config, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ConditionedData, PairedData, TrainingData
@@ -62,6 +62,10 @@ class DenoisingLoss(nn.Module):
         elif batch.cond is not None:  # cond drawn with the examples (PairedData, e.g. frame interpolation)
             c = batch.cond.to(device)
         return MicroBatch(x0, batch.t.to(device), batch.noise.to(device), batch.labels, batch.dropout_seed, c)
+
+    def reads(self, n: int, config: TrainConfig, step: int, micro: int, start: int, stop: int) -> list[torch.Tensor]:
+        """The example indices draw() reads, in order, from data of n examples (what streamed data fetches ahead)."""
+        return micro_batch_reads(n, config.batch_size, config.seed, step, micro, start, stop)
 
     def forward(self, batch: MicroBatch) -> dict[str, torch.Tensor]:
         return {"loss": self.denoiser.loss(batch.x0, cond=batch.cond, t=batch.t, noise=batch.noise)}  # (b,)

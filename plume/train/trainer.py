@@ -23,6 +23,7 @@ row the run stops with advice.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -51,9 +52,11 @@ from .resume import has_checkpoint, resume_from
 from .sharding import full_state, shard_backbone
 from .signals import StopOnSignal
 from .step import StepResult, autocast_dtype, train_step
+from .streaming import Prefetcher, StreamedData
 from .trainable import Trainable
 
 MAX_SKIPPED_IN_A_ROW = 10  # more non-finite steps in a row than this stop the run: it has diverged
+READING_COLUMNS = ("decoded_per_second", "consumed_per_second")  # loss.csv's columns for streamed data
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Tally:
     skipped: int = 0
     in_a_row: int = 0
     last: dict[str, float] = field(default_factory=lambda: {"loss": math.nan})
+    reading: Optional[Prefetcher] = None  # the streamed data's reader, whose rates the log shows
 
 
 def train(model: Union[Denoiser, Trainable], data: Any, out: Union[str, os.PathLike],
@@ -123,7 +127,7 @@ def train(model: Union[Denoiser, Trainable], data: Any, out: Union[str, os.PathL
                        enabled=progress and place.is_main, dynamic_ncols=True)
     say = bar.write if place.is_main else (lambda message: None)
     try:
-        with StopOnSignal() as stop:
+        with StopOnSignal() as stop, data_stream(run) as tally.reading:
             while tally.step < config.steps:
                 late = config.minutes is not None and time.monotonic() - tally.began > 60.0 * config.minutes
                 if any_rank(place, late):  # every rank stops at the same step
@@ -197,11 +201,25 @@ def open_run(model: Union[Denoiser, Trainable], data: TrainingData, out: Path, c
     if place.active and not sharded:
         loss_module = torch.nn.parallel.DistributedDataParallel(
             trainable, device_ids=[device.index] if device.type == "cuda" else None)
-    columns = (*COLUMNS[:2], *trainable.columns, *COLUMNS[2:])  # step, loss, the trainable's terms, lr, ...
+    reading = READING_COLUMNS if isinstance(data, StreamedData) else ()  # a streamed source's rates
+    columns = (*COLUMNS[:2], *trainable.columns, *COLUMNS[2:-1], *reading, COLUMNS[-1])  # step, loss, terms, lr, ...
     log = RunLog(out, start, config.tensorboard, columns) if place.is_main else None
     trainable.train()
     return TrainingState(out, config, model, trainable, data, place, sharded, loss_module, optimizer, scaler, ema, profiles,
                record, start, log)
+
+
+def data_stream(run: TrainingState) -> contextlib.AbstractContextManager:
+    """For streamed data (plume.train.streaming), its prefetcher of the rows this rank reads from the run's first
+    step to its last (the trainable's `reads`; without them the data reads each batch when asked); else nothing."""
+    if not isinstance(run.data, StreamedData):
+        return contextlib.nullcontext()
+    config, reads = run.config, getattr(run.trainable, "reads", None)
+    start, stop = run.place.slice(config.batch_size)
+    plan = iter(()) if reads is None else (
+        index for step in range(run.start, config.steps) for micro in range(config.accumulate)
+        for index in reads(len(run.data), config, step, micro, start, stop))
+    return run.data.stream(plan)
 
 
 def any_rank(place: Distributed, flag: bool) -> bool:
@@ -233,12 +251,17 @@ def log_means(run: TrainingState, tally: Tally, result: StepResult, bar: Any) ->
     config, step, done = run.config, tally.step, tally.values
     tally.last = {name: sum(v[name] for v in done) / len(done) if done else math.nan
                   for name in ("loss", *run.trainable.columns)}
+    rates = tally.reading.rates() if tally.reading is not None else {}
     if run.log is not None:
         run.log.scalars(step, {**tally.last, "lr": learning_rate(config, step - 1), "grad_norm": result.grad_norm,
                                "skipped_steps": tally.skipped,
-                               "steps_per_second": bar.format_dict.get("rate") or math.nan})
+                               "steps_per_second": bar.format_dict.get("rate") or math.nan,
+                               **{name: rates[name] for name in READING_COLUMNS if name in rates}})
     terms = {name: f"{tally.last[name]:.4g}" for name in run.trainable.columns}
-    bar.set_postfix(loss=f"{tally.last['loss']:.4f}", **terms, **({"skipped": tally.skipped} if tally.skipped else {}))
+    reading = {"data": f"{rates['decoded_per_second']:.0f} decoded/s, {rates['consumed_per_second']:.0f} used/s"} \
+        if rates else {}
+    bar.set_postfix(loss=f"{tally.last['loss']:.4f}", **terms, **({"skipped": tally.skipped} if tally.skipped else {}),
+                    **reading)
     tally.values = []
     if config.minutes is not None:
         elapsed = time.monotonic() - tally.began
