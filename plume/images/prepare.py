@@ -146,7 +146,8 @@ def _truncate(path: Path, shape: tuple[int, ...]) -> None:
     shorter = path.with_suffix(".short.npy")
     new = np.lib.format.open_memmap(shorter, mode="w+", dtype=np.uint8, shape=shape)
     for i in range(0, shape[0], 4096):
-        new[i:i + 4096] = old[i:i + 4096]
+        stop = min(shape[0], i + 4096)
+        new[i:stop] = old[i:stop]
     new.flush()
     del new, old
     shorter.replace(path)
