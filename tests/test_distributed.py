@@ -86,6 +86,20 @@ def test_a_two_process_run_resumes_as_one(one_process, tmp_path, parallel):
     assert same_tensors(weights(out), weights(one_process))
 
 
+def test_two_processes_streaming_a_prepared_set_train_as_one_in_memory(one_process, tmp_path):
+    """Each rank prefetches only the RNG blocks of its own rows (plume.train.streaming) from a set written by
+    `plume prepare`; together they train as one process on the same images in memory."""
+    prepared = tmp_path / "digits-set"
+    plume("prepare", "--data", "digits", "--out", prepared, "--quiet")
+    out = tmp_path / "streamed"
+    options = [prepared if value == "digits" else value for value in OPTIONS]
+    plume("train", *options, "--steps", "6", "--out", out, "--workers", "1", processes=2)
+    np.testing.assert_allclose(losses(out), losses(one_process), rtol=1e-5)
+    assert same_tensors(weights(out), weights(one_process))
+    with open(out / "loss.csv", newline="") as f:
+        assert all(float(row["consumed_per_second"]) > 0 for row in csv.DictReader(f))  # the prefetched rows served
+
+
 def test_a_batch_that_does_not_split_is_refused(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -7,7 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 GUIDES = ["python-api.md", "inpainting.md", "image-to-image.md", "denoising.md", "super-resolution.md", "anomaly.md", "interpolation.md",
-          "posthoc-ema.md"]
+          "posthoc-ema.md", "streaming.md"]
 
 
 def python_blocks(path: Path) -> list[str]:
