@@ -7,6 +7,7 @@ from typing import Optional
 
 import click
 
+from ..images.latent.cache import cache_summary, prepare_latents
 from ..images.prepare import prepare_images, summary
 from ..images.sets import load_image_data
 from ..run import pick_device
@@ -52,8 +53,6 @@ def prepare(source: str, out: Path, image_size: Optional[int], channels: Optiona
         about = prepare_images(source, out, image_size, channels, on_error, limit, seed, workers, not quiet)
         click.echo(summary(about, out))
         return
-    from ..images.latent.cache import cache_summary, prepare_latents
-
     images = load_image_data(source, flip=flip, holdout=holdout, image_size=image_size, channels=channels,
                              on_error=on_error, limit=limit, seed=seed, workers=workers, progress=not quiet)
     about = prepare_latents(images, latent, out, progress=not quiet, device=pick_device(device))

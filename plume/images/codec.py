@@ -26,9 +26,15 @@ def tensor_to_images(x: torch.Tensor) -> np.ndarray:
     return u.permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, C)
 
 
+def mirrored(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Which of n examples a random flip mirrors, (n,) bool, each with probability 1/2, drawn from `generator`: the
+    one draw that images (random_flips) and their latent caches (plume.images.latent) share."""
+    return torch.rand(n, generator=generator, device=generator.device) < 0.5  # (n,)
+
+
 def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """x (B, C, H, W) with each example mirrored left-right with probability 1/2, drawn from `generator`."""
-    mirror = torch.rand(len(x), generator=generator, device=generator.device) < 0.5  # (B,)
+    mirror = mirrored(len(x), generator)  # (B,)
     return torch.where(mirror.to(x.device)[:, None, None, None], x.flip(-1), x)  # (B, C, H, W)
 
 
@@ -38,4 +44,4 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.setdiff1d(np.arange(n), held), held
 
 
-__all__ = ["holdout_split", "images_to_tensor", "random_flips", "tensor_to_images"]
+__all__ = ["holdout_split", "images_to_tensor", "mirrored", "random_flips", "tensor_to_images"]

@@ -4,10 +4,10 @@ precision/recall and the memorization audit in the features of a classifier trai
 Inception-v3 / DINOv2 (plume.images.evaluate).
 
 `--data` names an embedded set (digits, lfw, photos, shapes, shapes-triples, moving-shapes), a folder of image files,
-an .npz file or hf:PATH (a saved Hugging Face data set). The data options are those of plume.images.sets
-(image_size, channels, flip, on_error, holdout, limit), of plume.images.streaming (stream: "auto" | "on" |
-"off", workers), and the tasks of plume.images.stages (latent,
-super_resolution, augment_max, inpainting, interpolation).
+an .npz file, hf:PATH (a saved Hugging Face data set), a prepared set (`plume prepare`) or a latent cache (`plume
+prepare --latent`, plume.images.latent.cache). The data options are those of plume.images.sets (image_size,
+channels, flip, on_error, holdout, limit), of plume.images.streaming (stream: "auto" | "on" | "off", workers), and
+the tasks of plume.images.stages (latent, super_resolution, augment_max, inpainting, interpolation).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from ..modality import DataRequest, Decoder, Modality, RecipeChoices, apply_choi
 from ..train.data import TrainingData
 from .grid import save_image_grid, save_trajectory_strip
 from .interpolation_data import interpolation_data_from_info
-from .latent.data import KIND as LATENT, decode_latents, latent_autoencoder, latent_data_from_info
+from .latent.cache import is_latent_cache, latents_from_info
+from .latent.data import KIND as LATENT, decode_latents, latent_autoencoder
 from .masks import inpainting_data_from_info
 from .moving_shapes import MOVING_SHAPES
 from .sets import IMAGE_SETS, image_data_from_info, images_to_tensor, tensor_to_images
@@ -39,7 +40,7 @@ IMAGE_RECIPE: dict[str, Any] = {
 }  # EDM (Karras et al. 2022) on the "tiny" U-Net; bench/digits.py measures it against diffusers' own recipe
 GRID_SIZE = 100  # samples in the PNG grid beside the .npz
 FROM_INFO = {"images": lambda info, source: image_data_from_info(info),
-             LATENT: latent_data_from_info,
+             LATENT: latents_from_info,
              "super_resolution": super_resolution_data_from_info,
              "inpainting": inpainting_data_from_info,
              "interpolation": interpolation_data_from_info}  # data info "kind" -> the loader that rebuilds it
@@ -58,7 +59,7 @@ class Images(Modality):
         if source in self.embedded or source.startswith("hf:"):
             return True
         path = Path(source).expanduser()
-        return path.is_dir() or (path.is_file() and path.suffix.lower() == ".npz")
+        return is_latent_cache(path) or path.is_dir() or (path.is_file() and path.suffix.lower() == ".npz")
 
     def describes(self, info: dict[str, Any]) -> bool:
         return info.get("modality") == self.name or info.get("kind") in FROM_INFO or len(info.get("shape", [])) == 3

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -25,6 +24,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import PlumeError
+from ..folders import writable_folder, written_at_once
 from ..progress import progress_bar
 from ..train.streaming import Prefetcher
 from .files import ImageItem, decode_item, file_opener, set_channels
@@ -62,15 +62,10 @@ def prepare_images(source: Union[str, os.PathLike], out: Union[str, os.PathLike]
     """Decode `source` (a folder of image files, an embedded set, an .npz, hf:PATH) into the prepared set `out`;
     returns what plume-images.json records. Options as plume.images.load_images'; workers: decoding processes for a
     folder (default DEFAULT_WORKERS)."""
-    out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PlumeError(f"{out} already exists and is not an empty folder; choose another --out or remove it")
+    out = writable_folder(out)
     image_size, limit = checked_options(image_size, channels, on_error, limit)
-    partial = out.parent / f".{out.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     began = time.monotonic()
-    try:
+    with written_at_once(out) as partial:
         path = Path(str(source)).expanduser()
         if path.is_dir():
             folder = path.resolve()
@@ -95,12 +90,6 @@ def prepare_images(source: Union[str, os.PathLike], out: Union[str, os.PathLike]
                  "sha256": written["sha256"], "skipped": [{"file": f, "reason": r} for _, f, r in skipped],
                  "seconds": round(seconds, 3), "images_per_second": round(count / max(seconds, 1e-9), 1)}
         (partial / PREPARED_FILE).write_text(json.dumps(about, indent=2) + "\n")
-        if out.exists():
-            out.rmdir()
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return about
 
 
@@ -161,7 +150,7 @@ def _write_array(pixels: np.ndarray, partial: Path) -> dict[str, Any]:
 
 def summary(about: dict[str, Any], out: Path) -> str:
     """The line `plume prepare` prints about a prepared set."""
-    count, (h, w, c) = about["count"], about["shape"]
+    count, (h, w, _) = about["count"], about["shape"]
     left = f"; {len(about['skipped'])} unreadable files left out (listed in {PREPARED_FILE})" if about["skipped"] else ""
     return (f"prepared {count} images ({h} x {w} {about['channels']}) in {out}: {about['seconds']:.1f} s, "
             f"{about['images_per_second']:.0f} images/s{left}")

@@ -33,7 +33,7 @@ from .files import IMAGE_EXTENSIONS, ON_ERROR, fit_square, folder_items, hf_item
 from .captions import CAPTION_FILES, load_captioned_folder
 from .codec import holdout_split, images_to_tensor, random_flips, tensor_to_images
 from .grid import add_title, image_grid
-from .streaming import StreamedImages, is_prepared, read_prepared, stream_folder, streams_by_default
+from .streaming import LATENT_CACHE_FILE, StreamedImages, is_prepared, read_prepared, stream_folder, streams_by_default
 
 IMAGE_SETS: dict[str, str] = {
     "digits": "scikit-learn's handwritten digits, 1797 x 8 x 8 gray, 10 classes",
@@ -306,6 +306,9 @@ def load_image_data(source: str, flip: bool = False, holdout: float = 0.0, strea
     folder of image files when stream is True, or when it is None and the folder's float copy would pass
     STREAM_ABOVE. workers: the DataLoader processes that read a streamed set (default DEFAULT_WORKERS)."""
     path = Path(str(source)).expanduser()
+    if (path / LATENT_CACHE_FILE).is_file():
+        raise PlumeError(f"{source} is a latent cache (`plume prepare --latent`), not images: train on it with "
+                         f"`plume train --data {source}`, or read it with plume.images.latent.CachedLatents")
     if is_prepared(path):
         return _prepared_data(path, flip, holdout, workers, stream, **load_images_kwargs)
     captioned = path.is_dir() and any((path / f).is_file() for f in CAPTION_FILES)
@@ -313,7 +316,7 @@ def load_image_data(source: str, flip: bool = False, holdout: float = 0.0, strea
             path, _whole("image_size", load_images_kwargs.get("image_size"))))):
         return _streamed_folder(path, flip, holdout, workers, **load_images_kwargs)
     if stream:
-        why = "a captioned folder loads in memory" if captioned else f"it is not a folder of image files"
+        why = "a captioned folder loads in memory" if captioned else "it is not a folder of image files"
         raise PlumeError(f"cannot stream {source!r}: {why}; streaming reads a folder of image files or a set written "
                          "by `plume prepare`")
     return ImageData(load_images(source, **load_images_kwargs), flip=flip, holdout=holdout)

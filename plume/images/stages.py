@@ -18,7 +18,8 @@ from ..modality import DataRequest, RecipeChoices
 from ..objective import P_MEAN
 from ..train.data import TrainingData
 from .interpolation_data import FrameTriples, load_interpolation_data
-from .latent.data import encode_images
+from .latent.cache import cache_data, is_latent_cache
+from .latent.data import latent_data
 from .masks import InpaintingData
 from .moving_shapes import MOVING_SHAPES
 from .sets import load_image_data
@@ -75,6 +76,8 @@ def stage_data(source: str, request: DataRequest) -> TrainingData:
     """The training data of `source` under the request's options: images (plume.images.sets), frame triples, latents,
     a super-resolution stage's or an inpainting model's view of the images."""
     options = dict(request.options)
+    if is_latent_cache(source):  # latents encoded once by `plume prepare --latent` (plume.images.latent.cache)
+        return cache_data(source, options, request.device)
     interpolation = wants_interpolation(source, options)
     check_conflicts({**options, "interpolation": interpolation, "conditional": request.conditional})
     if interpolation:
@@ -87,7 +90,7 @@ def stage_data(source: str, request: DataRequest) -> TrainingData:
         holdout=options.get("holdout") or 0.0, progress=request.progress,
         stream=stream_choice(options.get("stream")), workers=options.get("workers"))
     if options.get("latent") is not None:  # diffusion on an autoencoder's latents (plume.images.latent)
-        data = encode_images(data, options["latent"], progress=request.progress, device=request.device)
+        data = latent_data(data, options["latent"], progress=request.progress, device=request.device)
     if options.get("super_resolution") is not None:
         augment = options.get("augment_max")
         data = SuperResolutionData(data, options["super_resolution"], AUGMENT_MAX if augment is None else augment)

@@ -27,13 +27,14 @@ import torch
 
 from ..errors import PlumeError
 from ..progress import progress_bar
-from ..train.streaming import StreamedRows
+from ..train.streaming import NpyRows, StreamedRows
 from .files import (IMAGE_EXTENSIONS, Failures, ImageItem, decode_item, file_opener, folder_items, scan_headers,
                     set_channels)
 from .codec import holdout_split, images_to_tensor, random_flips, tensor_to_images
 from .grid import add_title, image_grid
 
 PREPARED_FILE = "plume-images.json"  # marks a folder written by `plume prepare`
+LATENT_CACHE_FILE = "plume-latents.json"  # marks a latent cache, written by `plume prepare --latent`
 STREAM_ABOVE = 2 * 2**30  # bytes of float32 pixels above which a folder streams by default
 REFERENCE_LIMIT = 10_000  # training images evaluation reads from a streamed set
 DEFAULT_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))  # DataLoader processes; the rest of the cores train
@@ -65,43 +66,23 @@ class FolderReader:
         return out
 
 
-class PreparedReader:
-    """Rows of a prepared set's images.npy, each read with os.pread at its offset: the file is the memory-mappable
-    .npy any tool opens (`pixels`), but reading a batch copies its rows without mapping the file, so the process's
-    resident memory stays the batch's, not the set's (the kernel's page cache holds what it can)."""
+class PreparedReader(NpyRows):
+    """Rows of a prepared set's images.npy, uint8 (H, W, C) each, read with os.pread (plume.train.streaming.NpyRows):
+    the file is the memory-mappable .npy any tool opens (`pixels`), but reading a batch copies its rows without
+    mapping the file, so the process's resident memory stays the batch's, not the set's."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.count, *self._shape = self.pixels.shape
-        self.offset = self.pixels.offset  # bytes before row 0 (the .npy header)
-        self.row_bytes = int(np.prod(self._shape))
-        self._file: Optional[int] = None
+        super().__init__(self.folder / "images.npy")
 
     @property
     def pixels(self) -> np.ndarray:
         """The whole array (N, H, W, C) uint8, memory-mapped."""
-        return np.load(self.folder / "images.npy", mmap_mode="r")
-
-    def __len__(self) -> int:
-        return self.count
+        return np.load(self.path, mmap_mode="r")
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self._shape)
-
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        """uint8 (b, H, W, C) of rows (b,)."""
-        if self._file is None:
-            self._file = os.open(self.folder / "images.npy", os.O_RDONLY)  # per process: workers open their own
-        out = np.empty((len(rows), *self._shape), dtype=np.uint8)  # (b, H, W, C)
-        flat = out.reshape(len(rows), -1)
-        for i, row in enumerate(np.asarray(rows, dtype=np.int64)):
-            flat[i] = np.frombuffer(os.pread(self._file, self.row_bytes, self.offset + int(row) * self.row_bytes),
-                                    dtype=np.uint8)
-        return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_file": None}
+        return tuple(self.row_shape)
 
 
 class StreamedImages(StreamedRows):

@@ -21,7 +21,9 @@ loader that keeps up decodes faster than the loop consumes.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Protocol, runtime_checkable
 
 import numpy as np
@@ -151,6 +153,37 @@ def _one_thread(worker: int) -> None:
     torch.set_num_threads(1)
 
 
+class NpyRows:
+    """Rows of a C-ordered .npy file (N, ...), each read with os.pread at its offset: the file stays the
+    memory-mappable .npy any tool opens, but reading rows copies them without mapping the file."""
+
+    def __init__(self, path: Path):
+        array = np.load(path, mmap_mode="r")
+        if not array.flags.c_contiguous:
+            raise PlumeError(f"{path}: a Fortran-ordered array; write it again with `plume prepare`")
+        self.path, self.count, self.row_shape, self.dtype = Path(path), len(array), array.shape[1:], array.dtype
+        self.offset = array.offset  # bytes before row 0 (the .npy header)
+        self.row_bytes = int(np.prod(self.row_shape)) * array.dtype.itemsize
+        self._file: Optional[int] = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The rows (b,) as one array (b, ...)."""
+        if self._file is None:
+            self._file = os.open(self.path, os.O_RDONLY)  # per process: workers open their own
+        out = np.empty((len(rows), *self.row_shape), dtype=self.dtype)  # (b, ...)
+        flat = out.reshape(len(rows), -1)
+        for i, row in enumerate(np.asarray(rows, dtype=np.int64)):
+            flat[i] = np.frombuffer(os.pread(self._file, self.row_bytes, self.offset + int(row) * self.row_bytes),
+                                    dtype=self.dtype)
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None}
+
+
 class StreamedRows:
     """The reading part of a streamed data set: rows of `reader` by training index (through `source_rows`, e.g. a
     held-out split's mapping), from the Prefetcher while stream() is open, else read at once."""
@@ -185,4 +218,4 @@ class StreamedRows:
         return {k: v for k, v in self.__dict__.items() if k != "_prefetcher"}
 
 
-__all__ = ["Prefetcher", "RowReader", "StreamedData", "StreamedRows"]
+__all__ = ["NpyRows", "Prefetcher", "RowReader", "StreamedData", "StreamedRows"]

@@ -32,14 +32,15 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..grid import save_trajectory_strip, trajectory_strip
-from ..sets import ImageData, images_to_tensor, tensor_to_images
+from ..sets import images_to_tensor, tensor_to_images
+from ..streaming import StreamedImages
 from ...errors import PlumeError
 from ...train.batches import step_generator
 from ...train.checkpoint import CHECKPOINT, Checkpoint
@@ -49,8 +50,10 @@ from ...train.trainable import Weights
 from ...train.trainer import train
 from .autoencoder import KLAutoencoder
 from .checkpoint import KIND, NAME, load_training_state, read_autoencoder_config, save_autoencoder
+from .data import ImageSource, image_chunks
 
 SCALE_EXAMPLES = 4096  # training images encoded for the latent scale
+MEASURED_TRAINING = 1000  # training images the reconstruction error is measured on, without a hold-out
 PICTURE_COLUMNS, PICTURE_ROWS = 8, 2  # reconstructions.png: 16 images in two row pairs
 PICTURE_ROW_NAMES = ("real", "recon")
 
@@ -94,7 +97,7 @@ class AutoencoderResult:
     skipped_steps: int = 0  # steps whose loss or gradient was not finite, so the trainer skipped their update
 
 
-def train_autoencoder(model: KLAutoencoder, data: ImageData, out: Union[str, os.PathLike],
+def train_autoencoder(model: KLAutoencoder, data: ImageSource, out: Union[str, os.PathLike],
                       config: Optional[AutoencoderConfig] = None, progress: bool = True,
                       resume: bool = False) -> AutoencoderResult:
     """Train `model` on `data`'s training images into folder `out` with plume.train.train, and save it with its
@@ -150,7 +153,7 @@ class AutoencoderLoss(nn.Module):
     columns = ("mse", "kl")
     picture_file = "reconstructions.png"
 
-    def __init__(self, model: KLAutoencoder, data: ImageData, config: AutoencoderConfig):
+    def __init__(self, model: KLAutoencoder, data: ImageSource, config: AutoencoderConfig):
         super().__init__()
         self.model, self.images, self.config = model, data, config
         self.began, self.earlier = time.monotonic(), 0.0  # training seconds: this call's start, and before it
@@ -164,12 +167,17 @@ class AutoencoderLoss(nn.Module):
         """Rows [start, stop) of a micro-batch: from the generator of (seed, step, micro), the indices, the flips,
         the posterior noise of the whole batch, then the dropout seed."""
         generator = step_generator(config.seed, step, micro)
-        index = torch.randint(len(data), (config.batch_size,), generator=generator)  # (B,)
+        index = batch_index(len(data), config, generator)  # (B,)
         x = data.batch(index, generator)  # (B, C, H, W)
         latent = self.model.latent_shape(tuple(data.shape))
         noise = torch.randn((len(x), *latent), generator=generator, dtype=x.dtype)  # (B, z, h, w)
         dropout_seed = int(torch.randint(2**62, (), generator=generator))
         return AutoencoderBatch(x[start:stop].to(device), noise[start:stop].to(device), dropout_seed)
+
+    def reads(self, n: int, config: TrainConfig, step: int, micro: int, start: int, stop: int) -> list[torch.Tensor]:
+        """The indices draw() reads from data of n examples (what a streamed set fetches ahead): the whole
+        micro-batch's, in one batch() call, on every rank."""
+        return [batch_index(n, config, step_generator(config.seed, step, micro))]
 
     def forward(self, batch: AutoencoderBatch) -> dict[str, torch.Tensor]:
         return self.model.loss(batch.x, self.config.beta, noise=batch.noise)  # each (b,)
@@ -183,7 +191,7 @@ class AutoencoderLoss(nn.Module):
         """Held-out (or training) images above their reconstructions by the weights `averaged`."""
         model = copy.deepcopy(self.model).eval()
         model.load_state_dict(averaged)
-        pixels = measured_images(self.images)[0][:PICTURE_COLUMNS * PICTURE_ROWS]  # (16, H, W, C) uint8
+        pixels = measured_images(self.images, PICTURE_COLUMNS * PICTURE_ROWS)[0]  # (16, H, W, C) uint8
         return reconstruction_strip(pixels, reconstruct(model, pixels))
 
     def save(self, out: Path, record: dict[str, Any], network: Weights, ema: Weights, optimizer: Weights) -> None:
@@ -217,19 +225,30 @@ class AutoencoderLoss(nn.Module):
         return Checkpoint(ckpt.path, {**saved, "training": training}, ckpt.model, ckpt.model, ckpt.optimizer)
 
 
-def measured_images(data: ImageData) -> tuple[np.ndarray, str]:
+def batch_index(n: int, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """The examples (B,) of a micro-batch, drawn first from its generator (AutoencoderLoss.draw and .reads)."""
+    return torch.randint(n, (config.batch_size,), generator=generator)  # (B,)
+
+
+def measured_images(data: ImageSource, limit: Optional[int] = None) -> tuple[np.ndarray, str]:
     """The uint8 images (K, H, W, C) the reconstruction error is measured on: the held-out ones, or without a
-    hold-out up to 1000 training images; and which they are."""
-    held = len(data.held_out) > 0
-    return (data.held_out, "held out") if held else (data.train_pixels[:1000], "training")
+    hold-out the first MEASURED_TRAINING training images (the first `limit` of either); and which they are. A
+    streamed set reads only these."""
+    if not isinstance(data, StreamedImages):  # in memory
+        held = len(data.held_out) > 0
+        pixels, which = (data.held_out, "held out") if held else (data.train_pixels[:MEASURED_TRAINING], "training")
+        return pixels[:limit], which
+    held = len(data.held_rows) > 0
+    rows, which = (data.held_rows, "held out") if held else (data.train_rows[:MEASURED_TRAINING], "training")
+    return data.read_rows(rows[:limit], f"{which} images"), which
 
 
-def measure(model: KLAutoencoder, data: ImageData) -> dict[str, Any]:
+def measure(model: KLAutoencoder, data: ImageSource) -> dict[str, Any]:
     """Set the model's scale_factor from the training images, and measure its reconstructions: config.json's
     "latent" statistics and "reconstruction" error."""
     mode = model.training
     model.eval()
-    stats = latent_scale(model, data.data[:SCALE_EXAMPLES])
+    stats = latent_scale(model, image_chunks(data, 256, SCALE_EXAMPLES))
     model.scale_factor = stats["scale_factor"]
     pixels, which = measured_images(data)
     error = {**reconstruction_error(pixels, reconstruct(model, pixels)), "images": which}
@@ -238,24 +257,27 @@ def measure(model: KLAutoencoder, data: ImageData) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def latent_scale(model: KLAutoencoder, x: torch.Tensor, batch_size: int = 256) -> dict[str, Any]:
-    """LDM's scale_factor = 1 / std of the posterior means of images x (N, C, H, W), over all elements; also the
+def latent_scale(model: KLAutoencoder, x: "torch.Tensor | Iterable[torch.Tensor]",
+                 batch_size: int = 256) -> dict[str, Any]:
+    """LDM's scale_factor = 1 / std of the posterior means of images x (N, C, H, W), or of chunks of images (e.g.
+    plume.images.latent.data.image_chunks: a streamed set read a chunk at a time), over all elements; also the
     latents' mean and std and the root-mean-square posterior std (module docstring)."""
     device = next(model.parameters()).device
+    chunks = (x[i:i + batch_size] for i in range(0, len(x), batch_size)) if isinstance(x, torch.Tensor) else x
     total = torch.zeros(3, dtype=torch.float64)  # sum z, sum z^2, sum sigma^2
-    count = 0
-    for start in range(0, len(x), batch_size):
-        posterior = model.encode(x[start:start + batch_size].to(device))
+    count = examples = 0
+    for chunk in chunks:
+        posterior = model.encode(chunk.to(device))
         mean = posterior.mean.double().cpu()  # (b, z, h, w)
         total += torch.stack([mean.sum(), (mean ** 2).sum(), posterior.logvar.double().exp().sum().cpu()])
-        count += mean.numel()
+        count, examples = count + mean.numel(), examples + len(chunk)
     mu = float(total[0]) / count
     std = math.sqrt(max(float(total[1]) / count - mu ** 2, 0.0))
     if not std > 0:
         raise PlumeError("the encoded latents have zero spread, so no scale makes them unit-variance; the "
                          "autoencoder has collapsed (train it longer or with a smaller beta)")
     return {"scale_factor": 1.0 / std, "latent_mean": mu, "latent_std": std,
-            "posterior_std": math.sqrt(float(total[2]) / count), "examples": len(x)}
+            "posterior_std": math.sqrt(float(total[2]) / count), "examples": examples}
 
 
 @torch.no_grad()
